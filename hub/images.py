@@ -1,0 +1,124 @@
+"""Turn whatever a user hands us (path, bytes, PIL image, numpy array) into an RGB PIL image.
+
+One place decides how odd files become RGB, so training, the notebook API and the app agree:
+EXIF orientation is applied, 16-bit and float images are rescaled by their own range (medical
+scanners rarely use the full 16 bits), alpha is composited on black, CMYK/palette are converted.
+Every failure is an `ImageError` whose message names the file and what is wrong with it.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Decompression-bomb guard: 64 MP is far above any slide patch or MRI slice we expect.
+MAX_PIXELS = 64_000_000
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An input that cannot be used as an image; the message says why."""
+
+
+def image_extensions() -> frozenset[str]:
+    """File extensions PIL can open (lower case, with the dot)."""
+    return frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
+def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Load `source` fully and return it as an 8-bit RGB PIL image."""
+    if isinstance(source, Image.Image):
+        return to_rgb(source, name="image", max_pixels=max_pixels)
+    if isinstance(source, np.ndarray):
+        return to_rgb(_from_array(source), name="array", max_pixels=max_pixels)
+    if isinstance(source, (bytes, bytearray)):
+        name, stream = "uploaded bytes", io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = str(path)
+        if not path.exists():
+            raise ImageError(f"{name}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image file")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes)")
+        stream = path
+    else:
+        raise ImageError(f"cannot read an image from a {type(source).__name__}; "
+                         "pass a path, bytes, a PIL image or a numpy array")
+    return _open(stream, name, max_pixels)
+
+
+def _open(stream, name: str, max_pixels: int) -> Image.Image:
+    """Open, size-check before decoding, then decode fully so truncation shows up here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream) as img:
+                _check_size(img, name, max_pixels)
+                img.load()
+                return to_rgb(img, name=name, max_pixels=max_pixels)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file (PIL cannot identify its format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: image is too large (over {max_pixels:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+
+
+def _check_size(img: Image.Image, name: str, max_pixels: int) -> None:
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise ImageError(f"{name}: image has zero size ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageError(f"{name}: image is too large ({w}x{h} = {w * h:,} pixels; "
+                         f"the limit is {max_pixels:,})")
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    """HxW, HxWx1, HxWx3 or HxWx4 arrays of any numeric dtype."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageError(f"array of shape {arr.shape} is not an image; expected HxW, HxWx3 or HxWx4")
+    if arr.size == 0:
+        raise ImageError(f"array of shape {arr.shape} is empty")
+    if arr.dtype != np.uint8:
+        arr = _rescale(arr.astype(np.float64))
+    return Image.fromarray(arr)
+
+
+def _rescale(arr: np.ndarray) -> np.ndarray:
+    """Min-max scale to uint8; a constant image maps to 0 instead of dividing by zero."""
+    finite = np.isfinite(arr)
+    if not finite.any():
+        return np.zeros(arr.shape, np.uint8)
+    lo, hi = arr[finite].min(), arr[finite].max()
+    scaled = np.where(finite, (arr - lo) / (hi - lo) if hi > lo else 0.0, 0.0)
+    return (scaled * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image, name: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Apply EXIF orientation and convert any PIL mode to 8-bit RGB."""
+    _check_size(img, name, max_pixels)
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # animated GIF/multi-page TIFF: the first frame is the image
+    img = ImageOps.exif_transpose(img)
+    mode = img.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return Image.fromarray(_rescale(np.asarray(img, dtype=np.float64))).convert("RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return img.copy()
+    return img.convert("RGB")
