@@ -1,0 +1,239 @@
+"""Class-per-folder datasets: scan, validate every image up front, split, and load.
+
+All problems with the data are found here, before the first training step: a missing folder,
+no or one class, an empty class, class names that differ between splits, and unreadable images
+(listed once in a warning and skipped), so training never dies mid-epoch on one bad file.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hub.images import ImageError, image_extensions, load_image
+
+
+class DataError(ValueError):
+    """The dataset cannot be trained on; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Image paths and integer labels of one split."""
+
+    paths: tuple[Path, ...]
+    labels: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def counts(self, n_classes: int) -> list[int]:
+        """Number of images per class index."""
+        return np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=n_classes).tolist()
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train/val/(test) splits over one label set, and what was skipped."""
+
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split | None
+    skipped: tuple[tuple[str, str], ...]  # (path, reason) of unreadable images
+
+    def fingerprint(self) -> dict:
+        """Class names, counts per split, and a hash of the sorted file lists: identifies the data."""
+        h = hashlib.sha256()
+        for name, split in self._named():
+            for p, y in sorted(zip(map(str, split.paths), split.labels)):
+                h.update(f"{name}\t{y}\t{p}\n".encode())
+        return {
+            "classes": list(self.classes),
+            "counts": {name: dict(zip(self.classes, s.counts(len(self.classes)))) for name, s in self._named()},
+            "files_sha256": h.hexdigest(),
+            "skipped": len(self.skipped),
+        }
+
+    def _named(self):
+        yield "train", self.train
+        yield "val", self.val
+        if self.test is not None:
+            yield "test", self.test
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+def scan_folder(root: str | Path, role: str = "--data") -> dict[str, list[Path]]:
+    """Class name -> sorted image files (by extension) of a class-per-folder directory."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{role} {root}: no such directory")
+    if not root.is_dir():
+        raise DataError(f"{role} {root}: is a file; expected a folder with one sub-folder of images per class")
+    exts = image_extensions()
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and _visible(d))
+    if not classes:
+        raise DataError(f"{role} {root}: no class folders found; expected {root}/<class name>/<images>")
+    found = {}
+    for d in classes:
+        files = sorted(f for f in d.rglob("*") if f.is_file() and _visible(f) and f.suffix.lower() in exts
+                       and not any(part.startswith(".") for part in f.relative_to(d).parts))
+        if not files:
+            raise DataError(f"{role} {root}: class folder '{d.name}' has no images "
+                            f"(looked for {', '.join(sorted(e for e in exts if e in _COMMON))}, ...)")
+        found[d.name] = files
+    if len(found) < 2:
+        raise DataError(f"{role} {root}: found only one class folder ('{classes[0].name}'); "
+                        "a classifier needs at least two classes")
+    return found
+
+
+_COMMON = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def _check(path: Path) -> str | None:
+    try:
+        load_image(path)
+    except ImageError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    return None
+
+
+def validate_images(files: dict[str, list[Path]], role: str, workers: int = 4) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
+    """Decode every image once; return the readable ones per class and the (path, reason) of the rest."""
+    every = [p for ps in files.values() for p in ps]
+    # Decoding is mostly C code that releases the GIL, so threads give real parallelism here.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        reasons = dict(zip(every, pool.map(_check, every)))
+    bad = [(str(p), r) for p, r in reasons.items() if r is not None]
+    good = {c: [p for p in ps if reasons[p] is None] for c, ps in files.items()}
+    empty = [c for c, ps in good.items() if not ps]
+    if empty:
+        raise DataError(f"{role}: class folder(s) {', '.join(repr(c) for c in empty)} contain no readable "
+                        f"image ({len(bad)} unreadable file(s), e.g. {bad[0][0]}: {bad[0][1]})")
+    return good, bad
+
+
+def _as_split(files: dict[str, list[Path]], classes: Sequence[str]) -> Split:
+    pairs = [(p, i) for i, c in enumerate(classes) for p in files[c]]
+    return Split(tuple(p for p, _ in pairs), tuple(y for _, y in pairs))
+
+
+def stratified_split(files: dict[str, list[Path]], classes: Sequence[str], fraction: float,
+                     seed: int) -> tuple[Split, Split]:
+    """Seeded per-class split: `fraction` of each class (at least one image when it has two) to val."""
+    rng = np.random.default_rng(seed)
+    train, val = {}, {}
+    for c in classes:
+        ps = list(files[c])
+        order = rng.permutation(len(ps))
+        n_val = 0 if len(ps) < 2 else max(1, int(round(len(ps) * fraction)))
+        val[c] = [ps[i] for i in sorted(order[:n_val])]
+        train[c] = [ps[i] for i in sorted(order[n_val:])]
+    return _as_split(train, classes), _as_split(val, classes)
+
+
+def build_splits(data: str | Path, val_data: str | Path | None = None, test_data: str | Path | None = None,
+                 val_split: float = 0.15, seed: int = 0) -> Splits:
+    """Scan, check and split the dataset(s) of a run; raise DataError before any training."""
+    scans = {"--data": scan_folder(data, "--data")}
+    if val_data is not None:
+        scans["--val-data"] = scan_folder(val_data, "--val-data")
+    if test_data is not None:
+        scans["--test-data"] = scan_folder(test_data, "--test-data")
+    classes = tuple(scans["--data"])
+    for role, found in scans.items():
+        if tuple(found) != classes:
+            missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+            raise DataError(f"class folders of {role} differ from --data: "
+                            f"missing {missing or 'none'}, extra {extra or 'none'} "
+                            f"(--data has {list(classes)})")
+    skipped: list[tuple[str, str]] = []
+    checked = {}
+    for role, found in scans.items():
+        checked[role], bad = validate_images(found, role)
+        skipped += bad
+    if skipped:
+        lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
+        warnings.warn(f"skipping {len(skipped)} unreadable image(s):\n{lines}", stacklevel=2)
+    if val_data is None:
+        train, val = stratified_split(checked["--data"], classes, val_split, seed)
+    else:
+        train, val = _as_split(checked["--data"], classes), _as_split(checked["--val-data"], classes)
+    test = _as_split(checked["--test-data"], classes) if test_data is not None else None
+    return Splits(classes, train, val, test, tuple(skipped))
+
+
+class ImageDataset(Dataset):
+    """(transformed image tensor, label) pairs; a file that breaks after validation is replaced, not fatal."""
+
+    def __init__(self, split: Split, transform: Callable):
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        # Files were validated before training; if one vanishes or changes since, warn and use the
+        # next image instead of killing a long run (deterministic, so resume stays exact).
+        for offset in range(len(self.split)):
+            i = (index + offset) % len(self.split)
+            try:
+                return self.transform(load_image(self.split.paths[i])), self.split.labels[i]
+            except ImageError as exc:
+                warnings.warn(f"skipping image that became unreadable during training: {exc}", stacklevel=2)
+        raise DataError("every image of the split became unreadable during training")
+
+
+def eval_data_config(model: torch.nn.Module, img_size: int) -> dict:
+    """The model's own preprocessing (mean, std, interpolation) at `img_size`, whole image, no crop.
+
+    'squash' resizes the full image to img_size x img_size: nothing at the border is cropped away
+    (evidence can sit anywhere in a patch or slice), and a heatmap maps back by a plain resize.
+    """
+    from timm.data import resolve_model_data_config
+
+    base = resolve_model_data_config(model)
+    return {**base, "input_size": (3, img_size, img_size), "crop_pct": 1.0, "crop_mode": "squash"}
+
+
+# What a trained model's pretrained_cfg keeps from its starting point: how to feed and read it.
+# Source fields of the ImageNet weights (url, tag, license, paper ids, test sizes) would describe
+# weights that are no longer there.
+_KEEP = ("architecture", "first_conv", "classifier", "fixed_input_size")
+
+
+def trained_pretrained_cfg(model: torch.nn.Module, data_config: dict) -> dict:
+    """pretrained_cfg describing the fine-tuned weights: architecture, preprocessing, pool size."""
+    old = model.pretrained_cfg
+    stride = 32 if old.get("architecture", "").startswith(("resnet", "resnext", "seresnet", "wide_resnet")) else None
+    size = data_config["input_size"]
+    return {**{k: old[k] for k in _KEEP if k in old}, **data_config,
+            "pool_size": (size[1] // stride, size[2] // stride) if stride else None,
+            "num_classes": model.num_classes}
+
+
+def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float) -> Callable:
+    """Resize like evaluation, then the recipe's augmentations, then the model's normalisation."""
+    from torchvision import transforms as T
+
+    ops = [T.Resize(tuple(data_config["input_size"][1:]),
+                    interpolation=T.InterpolationMode(data_config.get("interpolation", "bilinear")))]
+    if hflip:
+        ops.append(T.RandomHorizontalFlip())
+    if rotation:
+        ops.append(T.RandomRotation(rotation))
+    if color_jitter:
+        ops.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    ops += [T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])]
+    return T.Compose(ops)
