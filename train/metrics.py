@@ -1,0 +1,115 @@
+"""Pure metric functions over (y_true, y_prob, labels): no torch, no files, no plotting.
+
+`evaluate` returns a JSON-ready dict; ROC curves are returned separately for the plots.
+AUC is one-vs-rest per class (a binary problem is the same thing for both classes); a class
+with no positives or no negatives in the split has no AUC (None), and the macro AUC averages
+the classes that have one.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts with rows = true class, columns = predicted class."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 from a confusion matrix (0 where undefined)."""
+    tp = np.diag(cm).astype(np.float64)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1
+
+
+def log_loss(y_true: np.ndarray, y_prob: np.ndarray, eps: float = 1e-12) -> float:
+    """Mean negative log-likelihood of the true class."""
+    p = np.clip(y_prob[np.arange(len(y_true)), y_true], eps, 1.0)
+    return float(-np.log(p).mean())
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-1 confidence over equal-width bins (the usual definition, Guo et al. 2017)."""
+    conf, pred = y_prob.max(axis=1), y_prob.argmax(axis=1)
+    correct = (pred == y_true).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # right-closed bins so a confidence of exactly 1.0 lands in the last one
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def per_class_auc(y_true: np.ndarray, y_prob: np.ndarray) -> list[float | None]:
+    """One-vs-rest ROC AUC per class; None where the class has no positives or no negatives."""
+    out = []
+    for k in range(y_prob.shape[1]):
+        positives = y_true == k
+        if positives.all() or not positives.any():
+            out.append(None)
+        else:
+            out.append(float(roc_auc_score(positives, y_prob[:, k])))
+    return out
+
+
+def roc_curves(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """(fpr, tpr) per class, one-vs-rest; None where undefined."""
+    out = []
+    for k in range(y_prob.shape[1]):
+        positives = y_true == k
+        if positives.all() or not positives.any():
+            out.append(None)
+        else:
+            fpr, tpr, _ = roc_curve(positives, y_prob[:, k])
+            out.append((fpr, tpr))
+    return out
+
+
+def evaluate(y_true: Sequence[int], y_prob: np.ndarray, labels: Sequence[str]) -> dict:
+    """Every reported metric of one split as a JSON-ready dict."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    n = len(labels)
+    if y_prob.ndim != 2 or y_prob.shape != (len(y_true), n):
+        raise ValueError(f"y_prob must have shape ({len(y_true)}, {n}), got {y_prob.shape}")
+    if len(y_true) == 0:
+        raise ValueError("cannot evaluate an empty split")
+    y_pred = y_prob.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, n)
+    precision, recall, f1 = precision_recall_f1(cm)
+    support = cm.sum(axis=1)
+    weights = support / support.sum()
+    aucs = per_class_auc(y_true, y_prob)
+    defined = [a for a in aucs if a is not None]
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+        "precision_weighted": float((precision * weights).sum()),
+        "recall_weighted": float((recall * weights).sum()),
+        "f1_weighted": float((f1 * weights).sum()),
+        "auc_macro": float(np.mean(defined)) if defined else None,
+        "log_loss": log_loss(y_true, y_prob),
+        "ece": expected_calibration_error(y_true, y_prob),
+        "per_class": {
+            label: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+                    "auc": aucs[k], "support": int(support[k])}
+            for k, label in enumerate(labels)
+        },
+        "confusion_matrix": cm.tolist(),
+        "labels": list(labels),
+    }
