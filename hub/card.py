@@ -1,0 +1,105 @@
+"""render_card: the model card (README.md) of a model folder, as a pure function of its files.
+
+The YAML metadata is `ModelCardData` + `EvalResult`s, so the Hub indexes the metrics; the body is
+a Jinja template (hub/templates/model_card.md). Called by training and again on every push, when
+the repo id, the revision and the earlier revisions are known.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
+TAGS = ["timm", "image-classification", "medical-imaging", "grad-cam", "score-cam"]
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> list[EvalResult]:
+    split = "test" if "test" in results else "validation"
+    m = results[split]
+    out = []
+    for metric_type, name, value in (("accuracy", "Accuracy", m["accuracy"]),
+                                     ("f1", "Macro F1", m["f1_macro"]),
+                                     ("roc_auc", "Macro AUC", m["auc_macro"])):
+        if value is None:
+            continue
+        out.append(EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset_name,
+                              dataset_split=split, metric_type=metric_type, metric_name=name,
+                              metric_value=round(float(value), 6), metric_config="macro" if metric_type != "accuracy" else None))
+    return out
+
+
+def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | None = None,
+                revision: str | None = None, previous: Sequence[dict] = ()) -> ModelCard:
+    """Model card from config.json, metrics.json and train_config.json contents (+ Hub context)."""
+    cfg = train_config["config"]
+    dataset = train_config["dataset"]
+    pcfg = config.get("pretrained_cfg", {})
+    labels = list(config.get("label_names") or pcfg.get("label_names") or [])
+    results = {name: metrics[name] for name in ("validation", "test") if name in metrics}
+    name = repo_id.split("/")[-1] if repo_id else Path(cfg.get("out", "model")).name
+    dataset_id = cfg.get("dataset_id")
+    base_model = f"timm/{cfg['arch']}.{cfg['pretrained_tag']}" if cfg.get("pretrained") and not cfg.get("init") else None
+    card_data = ModelCardData(
+        model_name=name,
+        library_name="timm",
+        pipeline_tag="image-classification",
+        license=cfg.get("license") or "apache-2.0",
+        tags=TAGS,
+        datasets=[dataset_id] if dataset_id else None,
+        base_model=base_model,
+        metrics=["accuracy", "f1", "roc_auc"],
+        eval_results=_eval_results(results, dataset_id or "imagefolder", dataset_id or "class-per-folder images"),
+    )
+    size = pcfg.get("input_size", [3, cfg.get("img_size"), cfg.get("img_size")])
+    aug = [a for a, on in (("horizontal flip", cfg.get("hflip")),
+                           (f"rotation ±{cfg.get('rotation'):g}°", cfg.get("rotation")),
+                           (f"colour jitter {cfg.get('color_jitter'):g}", cfg.get("color_jitter"))) if on]
+    counts = dataset["counts"]
+    total = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in labels}
+    init = ("initialised from ImageNet weights `" + base_model + "`" if base_model
+            else f"initialised from `{cfg['init']}`" if cfg.get("init") else "trained from scratch (random init)")
+    load_id = repo_id or "path/to/model-folder"
+    history = train_config.get("run", {})
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=name,
+        architecture=config.get("architecture", cfg.get("arch")),
+        labels=labels,
+        data_summary=", ".join(f"{n} `{lab}`" for lab, n in total.items()) + " images",
+        eval_split_name="held-out test" if "test" in results else "validation",
+        split_counts=counts,
+        fingerprint=dataset["files_sha256"],
+        skipped=dataset.get("skipped", 0),
+        cfg=cfg,
+        init=init,
+        epochs_run=history.get("epochs_run", "?"),
+        best_epoch=history.get("best_epoch", "?"),
+        input_size=f"{size[1]}x{size[2]}",
+        interpolation=pcfg.get("interpolation", "bicubic"),
+        mean=tuple(round(v, 4) for v in pcfg.get("mean", ())),
+        std=tuple(round(v, 4) for v in pcfg.get("std", ())),
+        augmentation=", ".join(aug) or "none",
+        results={"test" if k == "test" else "validation": v for k, v in results.items()},
+        faithfulness=metrics.get("faithfulness"),
+        fmt=_fmt,
+        timm_id=f"hf-hub:{repo_id}@{revision}" if repo_id and revision else (f"hf-hub:{repo_id}" if repo_id else "local-dir:path/to/model-folder"),
+        load_id=load_id,
+        revision=revision if repo_id else None,
+        previous=list(previous),
+    )
+
+
+def render_card_from_folder(folder: str | Path, **hub_context: Any) -> ModelCard:
+    """render_card over the JSON files of a model folder."""
+    import json
+
+    folder = Path(folder)
+    read = lambda n: json.loads((folder / n).read_text())  # noqa: E731
+    return render_card(read("config.json"), read("metrics.json"), read("train_config.json"), **hub_context)

@@ -1,0 +1,80 @@
+"""Classifier: a timm model plus what it needs to be used on images (labels, preprocessing, device).
+
+Labels and preprocessing are read from the model itself (config.json -> pretrained_cfg):
+`resolve_model_data_config(model)` then `create_transform`, exactly as timm users do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from timm.data import create_transform, resolve_model_data_config
+
+from hub.images import ImageInput, load_image
+from hub.model import labels_of
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' (or None) picks CUDA, then Apple MPS, then CPU."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+@dataclass(eq=False)
+class Classifier:
+    """An eval-mode timm classifier with its labels and eval transform; see `hub.from_pretrained`."""
+
+    model: torch.nn.Module
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    source: str | None = None  # folder or repo id it came from
+    revision: str | None = None  # the revision asked for (tag, branch or commit)
+    commit: str | None = None  # the 40-hex commit actually loaded, for Hub sources
+
+    def __post_init__(self) -> None:
+        self.device = pick_device(self.device)
+        self.model = self.model.eval().to(self.device)
+        self.labels: list[str] = labels_of(self.model)
+        self.data_config: dict = resolve_model_data_config(self.model)
+        self.transform = create_transform(**self.data_config)
+
+    def preprocess(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+        """A batch tensor (N, 3, H, W) on the model's device from one image or a list of them."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        return torch.stack([self.transform(load_image(im)) for im in images]).to(self.device)
+
+    @torch.inference_mode()
+    def logits(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+        """Raw model outputs (N, num_classes) on the CPU, in float32."""
+        return self.model(self.preprocess(images)).float().cpu()
+
+    def predict(self, image: ImageInput, top_k: int | None = None) -> dict[str, float]:
+        """Label -> probability for one image, most likely first (all classes unless top_k)."""
+        probs = self.logits(image).softmax(dim=1)[0].tolist()
+        ranked = sorted(zip(self.labels, probs), key=lambda kv: kv[1], reverse=True)
+        return dict(ranked[:top_k] if top_k else ranked)
+
+    def predict_batch(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
+        """`predict` for several images in one forward pass."""
+        probs = self.logits(list(images)).softmax(dim=1).tolist()
+        return [dict(sorted(zip(self.labels, p), key=lambda kv: kv[1], reverse=True)) for p in probs]
+
+    def explain(self, image: ImageInput, method: str = "scorecam", target: int | str | None = None,
+                max_channels: int | None = None, **options):
+        """Heatmap explanation of one prediction (see `hub.explain.explain`)."""
+        from hub.explain import explain
+
+        return explain(self.model, load_image(image), method=method, target=target, max_channels=max_channels,
+                       transform=self.transform, labels=self.labels, device=self.device, **options)
+
+    def __repr__(self) -> str:
+        where = self.source or "model"
+        if self.revision:
+            where += f"@{self.revision}"
+        return f"Classifier({where}, labels={self.labels}, input={self.data_config['input_size']}, device={self.device})"

@@ -1,0 +1,80 @@
+"""from_pretrained: a local model folder or a Hub repo at a revision -> Classifier.
+
+Hub sources are downloaded with `snapshot_download` (only config.json and model.safetensors), then
+loaded exactly like a local folder, so both paths run the same checks. The Hub's typed errors
+become `ModelLoadError`s with plain messages here, at the edge.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from hub.classifier import Classifier
+from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, ModelLoadError, load_local
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def split_revision(source: str, revision: str | None = None) -> tuple[str, str | None]:
+    """'org/repo@v2' -> ('org/repo', 'v2'); an explicit `revision` must agree with the suffix."""
+    if "@" in source and not Path(source).exists():
+        source, _, suffix = source.partition("@")
+        if revision is not None and revision != suffix:
+            raise ModelLoadError(f"two revisions given: '@{suffix}' and revision={revision!r}")
+        revision = suffix
+    return source, revision
+
+
+def is_repo_id(source: str) -> bool:
+    """True for 'org/repo' strings that do not name an existing local path."""
+    return bool(_REPO_ID.match(source)) and not Path(source).exists()
+
+
+def download(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> tuple[Path, str]:
+    """Fetch config.json + model.safetensors of `repo_id@revision`; return (snapshot folder, commit sha)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    where = f"{repo_id}@{revision or 'main'}"
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir,
+                                        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, *PICKLE_NAMES]))
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid "
+                             "token was given: set HF_TOKEN or run `hf auth login`)") from None
+    except RevisionNotFoundError:
+        raise ModelLoadError(f"{where}: revision '{revision}' not found in {repo_id}; "
+                             "list its tags and branches with `huggingface_hub.list_repo_refs`") from None
+    except GatedRepoError:
+        raise ModelLoadError(f"{repo_id}: gated repository; request access on the Hub and log in") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        raise ModelLoadError(f"{where}: the Hub cannot be reached and this revision is not in the local cache; "
+                             "check the network (and HF_ENDPOINT), or load a revision you downloaded before") from None
+    except EntryNotFoundError as exc:
+        raise ModelLoadError(f"{where}: missing file ({exc})") from None
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        raise ModelLoadError(f"{where}: the Hub answered HTTP {status}; try again later") from None
+    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+    return folder, commit or ""
+
+
+def from_pretrained(source: str | Path, revision: str | None = None, device: str | torch.device | None = "auto",
+                    cache_dir: str | None = None) -> Classifier:
+    """Load a model folder, or a Hub repo id ('org/repo', optionally '@rev') at `revision`, as a Classifier."""
+    source = str(source)
+    source, revision = split_revision(source, revision)
+    if is_repo_id(source):
+        folder, commit = download(source, revision, cache_dir)
+        return Classifier(load_local(folder), device=device, source=source, revision=revision or "main",
+                          commit=commit or None)
+    if revision is not None:
+        raise ModelLoadError(f"{source}: a revision ({revision}) was given but this is a local folder, "
+                             "not a Hub repo id")
+    if not Path(source).exists():
+        raise ModelLoadError(f"{source}: no such folder, and not a Hub repo id of the form 'org/name'")
+    return Classifier(load_local(source), device=device, source=str(Path(source).resolve()))

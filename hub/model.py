@@ -1,0 +1,104 @@
+"""The model folder contract: `model.safetensors` + timm `config.json` (labels and preprocessing).
+
+Written once by training through `timm.models.save_for_hf`; read back by everything else through
+timm itself (`local-dir:` / `hf-hub:`), so labels and normalisation are never retyped.
+Only safetensors weights are ever loaded: a folder or repo with just a pickle is refused.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors import safe_open
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+
+
+class ModelLoadError(ValueError):
+    """A model folder or repo that cannot be loaded safely; the message says why and what to do."""
+
+
+def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,
+                      data_config: dict[str, Any]) -> Path:
+    """Write weights (safetensors) and timm config.json with label_names and preprocessing to `out`."""
+    from timm.models import save_for_hf
+
+    if len(labels) != model.num_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {model.num_classes} outputs")
+    out = Path(out)
+    # timm's factory records reconstruction kwargs; dropout is a training-time detail, so drop it
+    # and a plain `create_model(arch, num_classes=N)` rebuilds the same state dict.
+    save_for_hf(model, out, model_config={"label_names": list(labels)}, model_args={"drop_rate": 0.0},
+                safe_serialization=True, data_config=dict(data_config))
+    return out
+
+
+def read_config(folder: Path) -> dict:
+    """Parse config.json of a model folder, with a message that says what is wrong."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"{folder}: no {CONFIG_NAME}; a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME} "
+                             "(as written by `python -m train`)")
+    try:
+        cfg = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(cfg, dict) or "architecture" not in cfg:
+        raise ModelLoadError(f"{path}: not a timm config (no 'architecture' field)")
+    return cfg
+
+
+def check_folder(folder: str | Path) -> dict:
+    """Refuse folders without safetensors weights or whose config disagrees with them; return the config."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder}: no such model folder")
+    cfg = read_config(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        pickles = [n for n in PICKLE_NAMES if (folder / n).exists()]
+        hint = (f" It only has {', '.join(pickles)}: pickled weights are never loaded because unpickling runs "
+                "arbitrary code; convert them to safetensors (safetensors.torch.save_file) yourself if you "
+                "trust the source." if pickles else "")
+        raise ModelLoadError(f"{folder}: no {WEIGHTS_NAME}.{hint}")
+    num_classes = cfg.get("num_classes", cfg.get("pretrained_cfg", {}).get("num_classes"))
+    head = cfg.get("pretrained_cfg", {}).get("classifier", "fc")
+    try:
+        with safe_open(weights, framework="pt") as f:
+            key = f"{head}.weight"
+            rows = f.get_slice(key).get_shape()[0] if key in f.keys() else None
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ModelLoadError(f"{weights}: not a readable safetensors file ({exc})") from None
+    if rows is not None and num_classes is not None and rows != num_classes:
+        raise ModelLoadError(f"{folder}: config.json says num_classes={num_classes} but the weights have "
+                             f"{rows} outputs in '{head}'; the config and weights do not belong together")
+    labels = cfg.get("label_names")
+    if labels is not None and rows is not None and len(labels) != rows:
+        raise ModelLoadError(f"{folder}: config.json has {len(labels)} label_names but the weights have {rows} outputs")
+    return cfg
+
+
+def load_local(folder: str | Path) -> torch.nn.Module:
+    """Build the timm model of a checked local model folder, in eval mode."""
+    import timm
+
+    check_folder(folder)
+    try:
+        model = timm.create_model(f"local-dir:{Path(folder).resolve()}", pretrained=True)
+    except RuntimeError as exc:  # state dict mismatch not caught by the checks above
+        raise ModelLoadError(f"{folder}: weights do not fit the architecture in config.json ({exc})") from None
+    return model.eval()
+
+
+def labels_of(model: torch.nn.Module) -> list[str]:
+    """Class names from the model's pretrained_cfg (timm's `label_names`), by output index."""
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")
+    if names is None:
+        return [str(i) for i in range(model.num_classes)]
+    if isinstance(names, dict):  # timm allows {index: name}
+        return [str(names.get(str(i), names.get(i, i))) for i in range(model.num_classes)]
+    return [str(n) for n in names]

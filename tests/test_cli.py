@@ -1,0 +1,83 @@
+"""The command lines: --help, recipe resolution and overrides, and one-line errors for bad options."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from train.__main__ import main, parser
+from train.config import RECIPES, ConfigError, build_config
+
+FLAGS = ["--data", "--val-data", "--test-data", "--val-split", "--recipe", "--epochs", "--img-size", "--batch-size",
+         "--lr", "--optimizer", "--weight-decay", "--unfreeze", "--class-weights", "--dropout", "--patience", "--seed",
+         "--workers", "--pretrained", "--no-pretrained", "--init", "--device", "--amp", "--out", "--resume",
+         "--push-to", "--tag"]
+
+
+def test_help_documents_every_flag_with_defaults():
+    done = subprocess.run([sys.executable, "-m", "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    for flag in FLAGS:
+        assert flag in done.stdout, flag
+    text = " ".join(done.stdout.split())
+    assert "(her2: 0.001; mri: 0.01)" in text and "(default: 0.15)" in text  # defaults shown per recipe
+    synth = subprocess.run([sys.executable, "-m", "train.synthetic", "--help"], capture_output=True, text=True, timeout=60)
+    assert synth.returncode == 0 and "--per-class" in synth.stdout
+
+
+def test_her2_recipe_is_the_first_seed():
+    cfg = build_config("her2", data="d")
+    assert (cfg.pretrained, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.min_lr) == (True, "adam", 1e-3, 1e-4, 20, 1e-6)
+    assert cfg.unfreeze == ("layer3", "layer4", "fc") and cfg.dropout == 0.3 and cfg.patience == 5
+    assert (cfg.img_size, cfg.batch_size, cfg.hflip, cfg.rotation) == (224, 32, True, 20.0) and cfg.color_jitter > 0
+
+
+def test_mri_recipe_and_overrides():
+    cfg = build_config("mri", data="d")
+    assert (cfg.optimizer, cfg.unfreeze, cfg.class_weights, cfg.dropout) == ("sgd", ("all",), "balanced", 0.0)
+    args = vars(parser().parse_args(["--data", "d", "--recipe", "mri", "--lr", "0.5", "--unfreeze", "layer4,fc",
+                                     "--no-pretrained", "--epochs", "3", "--class-weights", "none"]))
+    cfg = build_config(args.pop("recipe"), **args)
+    assert (cfg.lr, cfg.unfreeze, cfg.pretrained, cfg.epochs, cfg.class_weights) == (0.5, ("layer4", "fc"), False, 3, "none")
+    assert cfg.optimizer == "sgd" and cfg.momentum == RECIPES["mri"]["momentum"]  # untouched fields keep the recipe
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(img_size=0), "--img-size must be at least 32"),
+    (dict(epochs=-1), "--epochs must be at least 1"),
+    (dict(batch_size=0), "--batch-size"),
+    (dict(lr=0.0), "--lr must be positive"),
+    (dict(dropout=1.0), "--dropout"),
+    (dict(val_split=1.5), "--val-split"),
+    (dict(unfreeze=("layer9",)), "--unfreeze"),
+    (dict(init="weights.pth"), "pickled checkpoints are never loaded"),
+    (dict(tag="v1"), "--tag only makes sense with --push-to"),
+    (dict(data=""), "--data is required"),
+])
+def test_bad_options(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("her2", **{"data": "d", **override})
+    with pytest.raises(ConfigError, match="unknown --recipe"):
+        build_config("cats", data="d")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--img-size", "0"], "--img-size must be at least 32"),
+    (["--epochs", "-1"], "--epochs must be at least 1"),
+])
+def test_cli_bad_values_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(tmp_path)] + argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_data_errors_are_one_line(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert main(["--data", str(f), "--no-pretrained", "--out", str(tmp_path / "o")]) == 2
+    assert "is a file; expected a folder" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "missing"), "--no-pretrained", "--out", str(tmp_path / "o")]) == 2
+    assert "no such directory" in capsys.readouterr().err

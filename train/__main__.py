@@ -1,0 +1,106 @@
+"""python -m train: fine-tune a timm ResNet50 on class-per-folder images and write a model folder.
+
+argparse lives here only; it builds a TrainConfig (recipe defaults, then explicit flags) and
+calls train.run.fit. User errors end with one clear line and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from train.config import OPTIMIZERS, RECIPES, UNFREEZABLE, ConfigError, TrainConfig, build_config
+
+DEFAULTS = TrainConfig(data="<required>")
+
+
+def _unfreeze(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _d(name: str) -> str:
+    """Help suffix with the default of the her2 recipe and, where it differs, of mri."""
+    her2, mri = RECIPES["her2"].get(name, getattr(DEFAULTS, name)), RECIPES["mri"].get(name, getattr(DEFAULTS, name))
+    show = lambda v: ",".join(v) if isinstance(v, tuple) else v  # noqa: E731
+    return f" (her2: {show(her2)}; mri: {show(mri)})" if her2 != mri else f" (default: {show(her2)})"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line; every recipe field can be overridden."""
+    p = argparse.ArgumentParser(
+        prog="python -m train", description=__doc__.splitlines()[0],
+        epilog="Example: python -m train --data DIR --recipe mri --no-pretrained --epochs 10 --img-size 128 --out runs/mri")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, metavar="DIR", help="class-per-folder images: DIR/<class>/<image>")
+    g.add_argument("--val-data", metavar="DIR", help="validation images (default: a stratified split of --data)")
+    g.add_argument("--test-data", metavar="DIR", help="held-out test images, evaluated once at the end")
+    g.add_argument("--val-split", type=float, metavar="F", help=f"share of --data for validation without --val-data{_d('val_split')}")
+    g = p.add_argument_group("recipe (each flag overrides the recipe)")
+    g.add_argument("--recipe", default="her2", choices=sorted(RECIPES),
+                   help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, SGD, balanced classes (default: her2)")
+    g.add_argument("--epochs", type=int, help=f"maximum epochs{_d('epochs')}")
+    g.add_argument("--img-size", type=int, metavar="PX", help=f"square input size{_d('img_size')}")
+    g.add_argument("--batch-size", type=int, help=f"images per step{_d('batch_size')}")
+    g.add_argument("--lr", type=float, help=f"initial learning rate (cosine to --min-lr){_d('lr')}")
+    g.add_argument("--min-lr", type=float, help=f"final learning rate{_d('min_lr')}")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimiser{_d('optimizer')}")
+    g.add_argument("--momentum", type=float, help=f"SGD momentum{_d('momentum')}")
+    g.add_argument("--weight-decay", type=float, help=f"weight decay{_d('weight_decay')}")
+    g.add_argument("--unfreeze", type=_unfreeze, metavar="LIST",
+                   help=f"'all' or a comma list of {','.join(UNFREEZABLE)}{_d('unfreeze')}")
+    g.add_argument("--class-weights", choices=("balanced", "none"), help=f"loss weights per class{_d('class_weights')}")
+    g.add_argument("--dropout", type=float, help=f"dropout before the linear head{_d('dropout')}")
+    g.add_argument("--patience", type=int, help=f"early stopping on val loss, 0 = off{_d('patience')}")
+    g.add_argument("--rotation", type=float, metavar="DEG", help=f"random rotation range{_d('rotation')}")
+    g.add_argument("--color-jitter", type=float, help=f"brightness/contrast/saturation jitter{_d('color_jitter')}")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, help=f"random horizontal flips{_d('hflip')}")
+    g = p.add_argument_group("weights")
+    g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
+                   help="start from ImageNet weights downloaded through timm (default: yes in both recipes)")
+    g.add_argument("--init", metavar="PATH.safetensors", help="start from local weights instead (head re-initialised)")
+    g.add_argument("--arch", help=f"timm architecture{_d('arch')}")
+    g.add_argument("--pretrained-tag", help=f"timm weight tag for --pretrained{_d('pretrained_tag')}")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, help=f"random seed (splits, init, augmentation){_d('seed')}")
+    g.add_argument("--workers", type=int, help=f"data-loading processes{_d('workers')}")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=f"where to train{_d('device')}")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                   help="bf16/fp16 autocast and channels_last on GPU (default: off)")
+    g.add_argument("--out", metavar="DIR", help=f"model folder to write{_d('out')}")
+    g.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints after an interruption")
+    g = p.add_argument_group("publish and card")
+    g.add_argument("--push-to", metavar="REPO_ID", help="push the model folder to this Hub repo at the end")
+    g.add_argument("--tag", metavar="vN|auto", help="tag the pushed commit (auto: next free vN)")
+    g.add_argument("--license", help=f"license in the model card{_d('license')}")
+    g.add_argument("--dataset-id", metavar="HUB_DATASET", help="Hub dataset id for the model card")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, validate, train; map every expected failure to one line on stderr and exit code 2."""
+    args = vars(parser().parse_args(argv))
+    recipe = args.pop("recipe")
+    try:
+        cfg = build_config(recipe, **args)
+    except ConfigError as exc:
+        parser().error(str(exc))
+    from train.data import DataError
+    from train.engine import WeightsError
+    from train.run import OutputError, fit
+
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        fit(cfg)
+    except (DataError, WeightsError, OutputError, ConfigError, ValueError, FloatingPointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with the same command plus --resume (checkpoints in {cfg.out}/checkpoints)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Resumable checkpoints, kept in OUT/checkpoints/, apart from the published model files.
+
+Written atomically (temp file in the same folder, fsync, rename), so a run killed at any moment
+leaves either the previous checkpoint or the new one. Read with `torch.load(weights_only=True)`:
+plain tensors and containers only, never arbitrary pickled objects.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+BEST = "best.safetensors"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call write(tmp) then rename tmp over `path`; the tmp file is removed on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_state(folder: Path, state: dict[str, Any]) -> Path:
+    """The training state after an epoch (model, optimiser, scheduler, history, counters)."""
+    return atomic_write(folder / CHECKPOINT_DIR / LAST, lambda tmp: torch.save(state, tmp))
+
+
+def save_best(folder: Path, model_state: dict[str, torch.Tensor]) -> Path:
+    """Weights of the best epoch so far."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
+    return atomic_write(folder / CHECKPOINT_DIR / BEST, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def load_state(folder: Path) -> dict[str, Any] | None:
+    """The last saved training state, or None when there is none."""
+    path = folder / CHECKPOINT_DIR / LAST
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_best(folder: Path) -> dict[str, torch.Tensor] | None:
+    """Weights of the best epoch, or None."""
+    path = folder / CHECKPOINT_DIR / BEST
+    return load_file(str(path)) if path.is_file() else None

@@ -1,0 +1,139 @@
+"""TrainConfig: every knob of a training run, frozen, plus the named recipes.
+
+A recipe is a set of overrides of the defaults; command-line flags override the recipe.
+argparse lives in `train/__main__.py` only; everything here is plain data and validation.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# Names of ResNet children that --unfreeze may list ("all" trains everything).
+UNFREEZABLE = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A fully resolved training run. Paths are strings so the config serialises as JSON."""
+
+    data: str = ""
+    val_data: str | None = None
+    test_data: str | None = None
+    val_split: float = 0.15
+    recipe: str = "her2"
+    arch: str = "resnet50"
+    # Which ImageNet weights `--pretrained` fetches through timm (hf-hub: timm/<arch>.<tag>).
+    pretrained_tag: str = "a1_in1k"
+    pretrained: bool = True
+    init: str | None = None
+    epochs: int = 20
+    img_size: int = 224
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    min_lr: float = 1e-6
+    unfreeze: tuple[str, ...] = ("layer3", "layer4", "fc")
+    class_weights: str = "none"
+    dropout: float = 0.3
+    patience: int = 5
+    hflip: bool = True
+    rotation: float = 20.0
+    color_jitter: float = 0.2
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    amp: bool = False
+    out: str = "model"
+    resume: bool = False
+    push_to: str | None = None
+    tag: str | None = None
+    # Optional metadata for the model card.
+    license: str = "apache-2.0"
+    dataset_id: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def _problems(self):
+        if not self.data:
+            yield "--data is required: a folder with one sub-folder of images per class"
+        if self.epochs < 1:
+            yield f"--epochs must be at least 1 (got {self.epochs})"
+        if self.img_size < 32:
+            yield f"--img-size must be at least 32 pixels for a ResNet (got {self.img_size})"
+        if self.batch_size < 1:
+            yield f"--batch-size must be at least 1 (got {self.batch_size})"
+        if not self.lr > 0:
+            yield f"--lr must be positive (got {self.lr})"
+        if self.weight_decay < 0:
+            yield f"--weight-decay must not be negative (got {self.weight_decay})"
+        if not 0.0 <= self.dropout < 1.0:
+            yield f"--dropout must be in [0, 1) (got {self.dropout})"
+        if not 0.0 < self.val_split < 1.0 and self.val_data is None:
+            yield f"--val-split must be between 0 and 1 (got {self.val_split})"
+        if self.patience < 0:
+            yield f"--patience must be 0 (off) or more (got {self.patience})"
+        if self.workers < 0:
+            yield f"--workers must not be negative (got {self.workers})"
+        if self.optimizer not in OPTIMIZERS:
+            yield f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})"
+        if self.device not in DEVICES:
+            yield f"--device must be one of {', '.join(DEVICES)} (got {self.device!r})"
+        if self.class_weights not in ("balanced", "none"):
+            yield f"--class-weights must be 'balanced' or 'none' (got {self.class_weights!r})"
+        bad = [u for u in self.unfreeze if u not in UNFREEZABLE + ("all",)]
+        if bad or not self.unfreeze:
+            yield (f"--unfreeze takes 'all' or a comma list of {','.join(UNFREEZABLE)} "
+                   f"(got {','.join(self.unfreeze) or 'nothing'})")
+        if self.init is not None and not self.init.endswith(".safetensors"):
+            yield f"--init must be a .safetensors file (got {self.init}); pickled checkpoints are never loaded"
+        if self.tag is not None and self.push_to is None:
+            yield "--tag only makes sense with --push-to REPO_ID"
+
+    @property
+    def model_name(self) -> str:
+        """timm name of the initial weights, e.g. resnet50.a1_in1k."""
+        return f"{self.arch}.{self.pretrained_tag}" if self.pretrained_tag else self.arch
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+class ConfigError(ValueError):
+    """An invalid combination of training options; the message names the flag."""
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # First seed (HER2 patches): ImageNet init, train layer3, layer4 and the head
+    # (Dropout(0.3) + Linear), Adam 1e-3 wd 1e-4, 20 epochs cosine to 1e-6, batch 32,
+    # flip/rotate/colour-jitter, early stopping patience 5 on val loss.
+    "her2": dict(pretrained=True, epochs=20, img_size=224, batch_size=32, optimizer="adam",
+                 lr=1e-3, weight_decay=1e-4, min_lr=1e-6, unfreeze=("layer3", "layer4", "fc"),
+                 class_weights="none", dropout=0.3, patience=5, hflip=True, rotation=20.0,
+                 color_jitter=0.2),
+    # Second seed (brain MRI): global-average-pool head straight into Linear, SGD with momentum,
+    # class-balanced cross-entropy, every layer trained.
+    "mri": dict(pretrained=True, epochs=20, img_size=224, batch_size=32, optimizer="sgd",
+                lr=1e-2, momentum=0.9, weight_decay=1e-4, min_lr=1e-6, unfreeze=("all",),
+                class_weights="balanced", dropout=0.0, patience=5, hflip=True, rotation=10.0,
+                color_jitter=0.0),
+}
+
+
+def build_config(recipe: str = "her2", **overrides: Any) -> TrainConfig:
+    """Recipe defaults, then every override that is not None."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown --recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(recipe=recipe, **values)

@@ -1,0 +1,159 @@
+"""The pieces of one training run: model, optimiser, schedule, loss, and the epoch loops.
+
+Determinism: every epoch reseeds torch from (seed, epoch), so a run resumed after epoch k
+draws the same augmentations, shuffles and dropout masks as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from train.config import TrainConfig
+
+
+class WeightsError(RuntimeError):
+    """Initial weights could not be obtained; the message says how to train without them."""
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """timm model with a fresh `num_classes` head, initialised from ImageNet, `--init`, or scratch."""
+    import timm
+
+    kwargs = dict(num_classes=num_classes, drop_rate=cfg.dropout)
+    if cfg.init:
+        model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
+        _load_init(model, cfg.init)
+    elif cfg.pretrained:
+        try:
+            model = timm.create_model(cfg.model_name, pretrained=True, **kwargs)
+        except Exception as exc:  # network, auth, missing file: all end the same way for the user
+            raise WeightsError(
+                f"could not download the ImageNet weights '{cfg.model_name}' through timm "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
+                "Train from scratch with --no-pretrained, or pass local weights with "
+                "--init PATH.safetensors") from None
+    else:
+        model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
+    return model
+
+
+def _load_init(model: nn.Module, path: str) -> None:
+    """Load a backbone from safetensors, skipping the classifier when its shape differs."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path)
+    except FileNotFoundError:
+        raise WeightsError(f"--init {path}: no such file") from None
+    except Exception as exc:
+        raise WeightsError(f"--init {path}: not a readable safetensors file ({exc})") from None
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable and not k.startswith(model.pretrained_cfg.get("classifier", "fc"))]
+    if missing:
+        raise WeightsError(f"--init {path}: does not fit {model.pretrained_cfg.get('architecture')} "
+                           f"({len(missing)} backbone tensors missing or of another shape, e.g. {missing[0]})")
+    model.load_state_dict(usable, strict=False)
+
+
+def set_trainable(model: nn.Module, unfreeze: Iterable[str]) -> list[nn.Parameter]:
+    """Freeze everything except the named top-level children ('all' trains everything)."""
+    unfreeze = set(unfreeze)
+    for name, p in model.named_parameters():
+        p.requires_grad = "all" in unfreeze or name.split(".")[0] in unfreeze
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with momentum, as configured."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
+    """Cosine annealing per epoch from lr to min_lr over the configured epochs."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=min(cfg.min_lr, cfg.lr))
+
+
+def class_weights(counts: list[int], mode: str) -> torch.Tensor | None:
+    """'balanced' gives n / (k * count_c) per class, as scikit-learn does; 'none' gives None."""
+    if mode == "none":
+        return None
+    counts_t = torch.tensor(counts, dtype=torch.float32)
+    return counts_t.sum() / (len(counts) * counts_t.clamp(min=1))
+
+
+def amp_context(device: torch.device, enabled: bool):
+    """bf16 autocast on GPUs that support it (fp16 otherwise); a no-op on CPU or when off."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Reseed torch for this epoch and return a generator for the loader's shuffle."""
+    torch.manual_seed(seed * 1000 + epoch)
+    return torch.Generator().manual_seed(seed * 1000 + epoch)
+
+
+def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    device: torch.device, amp: bool = False, scaler=None, desc: str = "train",
+                    show: bool = True) -> tuple[float, float]:
+    """One pass over `loader`; returns (mean loss, accuracy) with a live progress bar."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True)
+    memory_format = torch.channels_last if amp and device.type == "cuda" else torch.contiguous_format
+    for x, y in bar:
+        x = x.to(device, non_blocking=True, memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with amp_context(device, amp):
+            logits = model(x)
+            loss = criterion(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()}; lower --lr or turn off --amp")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        n = y.shape[0]
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader, device: torch.device, amp: bool = False, desc: str = "eval",
+            show: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, softmax probabilities) over a loader, in order."""
+    model.eval()
+    ys, probs = [], []
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True):
+        with amp_context(device, amp):
+            logits = model(x.to(device))
+        probs.append(logits.float().softmax(1).cpu().numpy())
+        ys.append(y.numpy())
+    return np.concatenate(ys), np.concatenate(probs)
+
+
+def mean_loss(y_true: np.ndarray, y_prob: np.ndarray, weight: torch.Tensor | None) -> float:
+    """The training criterion (weighted cross-entropy) evaluated on predicted probabilities."""
+    logp = torch.log(torch.from_numpy(y_prob).clamp(min=1e-12))
+    loss = nn.functional.nll_loss(logp, torch.from_numpy(y_true), weight=weight)
+    value = float(loss)
+    return value if math.isfinite(value) else float("inf")
