@@ -1,0 +1,404 @@
+"""The local Hub server, exercised through the real `huggingface_hub` client and timm (no mocks).
+
+Each test checks something the client or the server could get wrong: which files go through LFS, that a commit is
+atomic, that revisions resolve to the right content, that errors map to the client's typed exceptions...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx2
+import pytest
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.hf_api import RepoFile, RepoFolder
+
+from hubserver import HubServer, git_blob_sha1
+
+VALID_README = "---\nlicense: mit\ntags:\n- image-classification\n- timm\nlibrary_name: timm\n---\n# A model\n"
+
+
+# ---- helpers & fixtures --------------------------------------------------------------------------------------------
+
+
+def write_files(folder: Path, files: dict[str, bytes | str]) -> Path:
+    """Create `files` ({relative path: content}) under `folder`."""
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return folder
+
+
+def requests_since(server: HubServer, start: int, method: str, path_part: str) -> list:
+    """Requests recorded by the server after index `start` with this method and a path containing `path_part`."""
+    return [r for r in server.requests[start:] if r.method == method and path_part in r.path]
+
+
+@pytest.fixture
+def api(hub_token: str) -> HfApi:
+    """A client with no explicit token: it picks up HF_TOKEN, like user code does."""
+    return HfApi()
+
+
+@pytest.fixture
+def read_token(hub_server: HubServer) -> str:
+    """The server's read-only token."""
+    return next(token for token, role in hub_server.tokens.items() if role == "read")
+
+
+@pytest.fixture
+def created_repo(api: HfApi, repo_id: str) -> str:
+    """A freshly created (empty) model repo."""
+    api.create_repo(repo_id)
+    return repo_id
+
+
+@pytest.fixture
+def restart_after(hub_server: HubServer):
+    """Leave the session server running and fault-free, whatever a fault-injection test did."""
+    yield hub_server
+    hub_server.clear_faults()
+    hub_server.start()
+
+
+# ---- auth & repos --------------------------------------------------------------------------------------------------
+
+
+def test_whoami_roles_and_bad_token(hub_server: HubServer, hub_token: str, read_token: str, caplog) -> None:
+    """whoami reports the token role; a bad token is a 401 whose message never contains the token."""
+    caplog.set_level("DEBUG", logger="hubserver")
+    assert HfApi().whoami()["name"] == "testuser"
+    assert HfApi().whoami()["auth"]["accessToken"]["role"] == "write"
+    assert HfApi(token=read_token).whoami()["auth"]["accessToken"]["role"] == "read"
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi(token="hf_not_a_valid_token").whoami()
+    assert error.value.response.status_code == 401
+    assert "hf_not_a_valid_token" not in str(error.value)
+    assert caplog.records, "the server logs requests at DEBUG"
+    assert not any(token in caplog.text for token in (hub_token, read_token, "hf_not_a_valid_token"))
+
+
+def test_create_repo_conflict_exist_ok_and_read_token(api: HfApi, repo_id: str, read_token: str, hub_server) -> None:
+    """A second create is a 409 (exist_ok tolerates it); a read token cannot create; repos start with one commit."""
+    url = api.create_repo(repo_id)
+    assert (url.repo_id, url.repo_type) == (repo_id, "model")
+    with pytest.raises(HfHubHTTPError) as error:
+        api.create_repo(repo_id)
+    assert error.value.response.status_code == 409
+    assert api.create_repo(repo_id, exist_ok=True).repo_id == repo_id
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi(token=read_token).create_repo(f"testorg/other-{uuid.uuid4().hex[:8]}")
+    assert error.value.response.status_code == 403
+    [initial] = hub_server.commits(repo_id)
+    assert (initial["message"], list(initial["files"])) == ("initial commit", [".gitattributes"])
+
+
+# ---- uploads -------------------------------------------------------------------------------------------------------
+
+
+def test_upload_folder_is_one_commit_and_large_files_go_through_lfs(
+    api: HfApi, created_repo: str, hub_server: HubServer, tmp_path: Path
+) -> None:
+    """*.safetensors (by .gitattributes) and >10 MiB files go through LFS: batch, unauthenticated PUT, verify."""
+    weights, big = os.urandom(4096), b"0123456789abcdef" * (700 * 1024)  # ~11 MiB
+    folder = write_files(tmp_path / "export", {
+        "README.md": VALID_README, "config.json": '{"num_classes": 3}', "model.safetensors": weights,
+        "logs/big.txt": big, "logs/small.txt": "hello",
+    })
+    start = len(hub_server.requests)
+    info = api.upload_folder(repo_id=created_repo, folder_path=folder, commit_message="Add export")
+
+    history = hub_server.commits(created_repo)
+    assert [c["message"] for c in history] == ["Add export", "initial commit"]
+    assert history[0]["id"] == info.oid
+    assert history[0]["files"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
+    assert history[0]["files"]["config.json"] == git_blob_sha1(b'{"num_classes": 3}')
+
+    files = {f.path: f for f in api.list_repo_tree(created_repo, recursive=True) if isinstance(f, RepoFile)}
+    assert files["model.safetensors"].lfs.sha256 == hashlib.sha256(weights).hexdigest()
+    assert files["logs/big.txt"].lfs.size == len(big)
+    assert files["config.json"].lfs is None and files["logs/small.txt"].lfs is None
+    top = api.list_repo_tree(created_repo)
+    assert {f.path for f in top if isinstance(f, RepoFolder)} == {"logs"}
+
+    puts = requests_since(hub_server, start, "PUT", "/lfs-upload/")
+    assert len(puts) == 2 and all(not r.authorized and r.host.startswith("localhost:") for r in puts)
+    assert len(requests_since(hub_server, start, "POST", "/info/lfs/objects/verify")) == 2
+    assert len(requests_since(hub_server, start, "POST", "/commit/main")) == 1
+
+    # Same content again: the preupload oids tell the client nothing changed, so no upload and no commit.
+    start = len(hub_server.requests)
+    assert api.upload_folder(repo_id=created_repo, folder_path=folder).oid == info.oid
+    assert not requests_since(hub_server, start, "PUT", "/lfs-upload/")
+    assert len(hub_server.commits(created_repo)) == 2
+
+
+def test_delete_patterns_remove_files_in_a_later_commit(api: HfApi, created_repo: str, tmp_path: Path) -> None:
+    """upload_folder(delete_patterns=...) deletes matching remote files in the same new commit, history keeps them."""
+    first = api.upload_folder(repo_id=created_repo, folder_path=write_files(tmp_path / "v1", {
+        "a.txt": "a", "logs/1.log": "1", "logs/2.log": "2",
+    }))
+    api.upload_folder(repo_id=created_repo, folder_path=write_files(tmp_path / "v2", {"b.txt": "b"}),
+                      delete_patterns="*.log")
+    assert sorted(api.list_repo_files(created_repo)) == [".gitattributes", "a.txt", "b.txt"]
+    assert "logs/1.log" in api.list_repo_files(created_repo, revision=first.oid)
+    assert len(api.list_repo_commits(created_repo)) == 3
+
+
+def test_tags_branches_and_pull_requests(api: HfApi, created_repo: str) -> None:
+    """Tags and branches point at commits, create_pr opens refs/pr/1 without touching main; model_info follows."""
+    v1 = api.upload_file(path_or_fileobj=b"v1", path_in_repo="weights.txt", repo_id=created_repo)
+    api.create_tag(created_repo, tag="v1")
+    api.create_branch(created_repo, branch="dev")
+    dev = api.upload_file(path_or_fileobj=b"dev", path_in_repo="weights.txt", repo_id=created_repo, revision="dev")
+    pr = api.upload_file(path_or_fileobj=b"pr", path_in_repo="weights.txt", repo_id=created_repo, create_pr=True)
+
+    assert (pr.pr_revision, pr.pr_num) == ("refs/pr/1", 1)
+    refs = api.list_repo_refs(created_repo, include_pull_requests=True)
+    assert {b.name: b.target_commit for b in refs.branches} == {"main": v1.oid, "dev": dev.oid}
+    assert {t.name: t.target_commit for t in refs.tags} == {"v1": v1.oid}
+    assert [(p.ref, p.target_commit) for p in refs.pull_requests] == [("refs/pr/1", pr.oid)]
+
+    assert api.model_info(created_repo).sha == v1.oid  # the PR did not move main
+    assert api.model_info(created_repo, revision="v1").sha == v1.oid
+    assert api.model_info(created_repo, revision="dev").sha == dev.oid
+    assert api.model_info(created_repo, revision="refs/pr/1").sha == pr.oid
+    assert api.model_info(created_repo, revision=dev.oid[:10]).sha == dev.oid
+    assert [c.commit_id for c in api.list_repo_commits(created_repo, revision="dev")][:2] == [dev.oid, v1.oid]
+
+    for create in (lambda **kw: api.create_tag(created_repo, tag="v1", **kw),
+                   lambda **kw: api.create_branch(created_repo, branch="dev", **kw)):
+        with pytest.raises(HfHubHTTPError) as error:
+            create()
+        assert error.value.response.status_code == 409
+        create(exist_ok=True)
+
+
+# ---- downloads -----------------------------------------------------------------------------------------------------
+
+
+def test_downloads_at_tag_branch_and_commit(api: HfApi, created_repo: str, hub_server: HubServer, tmp_path) -> None:
+    """hf_hub_download / snapshot_download pin the content of a tag, a branch and a commit, not of main."""
+    old_weights, new_weights = os.urandom(3000), os.urandom(3000)
+    v1 = api.upload_folder(repo_id=created_repo, folder_path=write_files(tmp_path / "v1", {
+        "config.json": '{"v": 1}', "model.safetensors": old_weights}))
+    api.create_tag(created_repo, tag="v1")
+    api.create_branch(created_repo, branch="stable", revision="v1")
+    api.upload_folder(repo_id=created_repo, folder_path=write_files(tmp_path / "v2", {
+        "config.json": '{"v": 2}', "model.safetensors": new_weights}))
+
+    start = len(hub_server.requests)
+    for revision in ("v1", "stable", v1.oid):
+        assert Path(hf_hub_download(created_repo, "config.json", revision=revision)).read_text() == '{"v": 1}'
+        assert Path(hf_hub_download(created_repo, "model.safetensors", revision=revision)).read_bytes() == old_weights
+        snapshot = Path(snapshot_download(created_repo, revision=revision))
+        assert snapshot.name == v1.oid and json.loads((snapshot / "config.json").read_text()) == {"v": 1}
+    assert Path(hf_hub_download(created_repo, "model.safetensors")).read_bytes() == new_weights
+
+    # LFS files: metadata on the resolve response, content behind a cross-origin redirect fetched without auth.
+    lfs = get_hf_file_metadata(hf_hub_url(created_repo, "model.safetensors", revision="v1"))
+    assert (lfs.commit_hash, lfs.etag, lfs.size) == (v1.oid, hashlib.sha256(old_weights).hexdigest(), 3000)
+    assert urlsplit(lfs.location).hostname == "localhost" != urlsplit(hub_server.url).hostname
+    regular = get_hf_file_metadata(hf_hub_url(created_repo, "config.json", revision="v1"))
+    assert (regular.etag, regular.size) == (git_blob_sha1(b'{"v": 1}'), 8)
+    cdn = requests_since(hub_server, start, "GET", "/cdn-lfs/")
+    assert cdn and not any(r.authorized for r in cdn)  # HF_TOKEN is set, the client must not forward it
+
+
+def test_offline_mode_loads_from_cache(api: HfApi, created_repo: str, hub_server: HubServer) -> None:
+    """With HF_HUB_OFFLINE=1 (read at import, hence a subprocess) cached files load and nothing hits the server."""
+    api.upload_file(path_or_fileobj=b'{"offline": true}', path_in_repo="config.json", repo_id=created_repo)
+    api.create_tag(created_repo, tag="v1")
+    snapshot_download(created_repo, revision="v1")
+    script = textwrap.dedent(f"""
+        from huggingface_hub import hf_hub_download, snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+        print(open(hf_hub_download({created_repo!r}, "config.json", revision="v1")).read())
+        print(snapshot_download({created_repo!r}, revision="v1"))
+        try:
+            hf_hub_download({created_repo!r}, "never-cached.bin", revision="v1")
+        except LocalEntryNotFoundError:
+            print("not cached: LocalEntryNotFoundError")
+    """)
+    start = len(hub_server.requests)
+    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert '{"offline": true}' in result.stdout
+    assert "not cached: LocalEntryNotFoundError" in result.stdout
+    assert hub_server.requests[start:] == []
+
+
+# ---- errors --------------------------------------------------------------------------------------------------------
+
+
+def test_errors_map_to_typed_exceptions(api: HfApi, created_repo: str, read_token: str, hub_server) -> None:
+    """X-Error-Code drives the client's exception types; bad tokens are 401, read tokens writing are 403."""
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=created_repo)
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info("testorg/does-not-exist")
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("testorg/does-not-exist", "config.json")
+    with pytest.raises(RevisionNotFoundError):
+        hf_hub_download(created_repo, "config.json", revision="no-such-branch")
+    with pytest.raises(RevisionNotFoundError):
+        api.model_info(created_repo, revision="no-such-tag")
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(created_repo, "missing.txt")
+
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi(token="hf_bogus").model_info(created_repo)
+    assert error.value.response.status_code == 401 and not isinstance(error.value, RepositoryNotFoundError)
+
+    before = hub_server.commits(created_repo)
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi(token=read_token).upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=created_repo)
+    assert error.value.response.status_code == 403
+    assert hub_server.commits(created_repo) == before
+
+
+def test_private_repo_is_hidden_from_anonymous_callers(api: HfApi, repo_id: str, read_token: str) -> None:
+    """A private repo looks missing without a token and is readable with one."""
+    api.create_repo(repo_id, private=True)
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info(repo_id, token=False)
+    assert HfApi(token=read_token).model_info(repo_id).private is True
+
+
+def test_readme_metadata_is_validated_before_committing(api: HfApi, created_repo: str, hub_server) -> None:
+    """POST /api/validate-yaml: invalid front matter aborts the commit, missing metadata is only a warning."""
+    with pytest.raises(ValueError, match="Invalid metadata in README.md"):
+        api.upload_file(path_or_fileobj=b"---\nlicense: [mit\n---\n", path_in_repo="README.md", repo_id=created_repo)
+    assert len(hub_server.commits(created_repo)) == 1
+    with pytest.warns(UserWarning, match="Empty or missing yaml metadata"):
+        api.upload_file(path_or_fileobj=b"# no metadata\n", path_in_repo="README.md", repo_id=created_repo)
+    api.upload_file(path_or_fileobj=VALID_README.encode(), path_in_repo="README.md", repo_id=created_repo)
+    assert len(hub_server.commits(created_repo)) == 3
+
+
+# ---- fault injection -----------------------------------------------------------------------------------------------
+
+
+def test_failed_commit_leaves_repo_unchanged_and_retry_succeeds(api: HfApi, created_repo: str, restart_after) -> None:
+    """A 500 on the commit endpoint (not retried by the client) publishes nothing; the retry does."""
+    server = restart_after
+    before = server.commits(created_repo)
+    server.fail_next("POST", r"/commit/main$", status=500)
+    with pytest.raises(HfHubHTTPError) as error:
+        api.upload_file(path_or_fileobj=b"1", path_in_repo="x.txt", repo_id=created_repo)
+    assert error.value.response.status_code == 500
+    assert server.commits(created_repo) == before
+    api.upload_file(path_or_fileobj=b"1", path_in_repo="x.txt", repo_id=created_repo)
+    assert server.commits(created_repo)[1:] == before
+
+
+def test_server_killed_on_commit_then_restarted(api: HfApi, created_repo: str, restart_after, tmp_path) -> None:
+    """The server dies on the commit request: the repo stays at its previous commit; after a restart (same port,
+    same storage) the retry commits, without re-uploading the LFS object that had arrived before the crash."""
+    server = restart_after
+    folder = write_files(tmp_path / "export", {"config.json": "{}", "model.safetensors": os.urandom(2048)})
+    before = server.commits(created_repo)
+    stopped = server.kill_on("POST", r"/commit/")
+    with pytest.raises(httpx2.TransportError):
+        api.upload_folder(repo_id=created_repo, folder_path=folder)
+    assert stopped.wait(5) and not server.running
+    assert server.commits(created_repo) == before
+
+    server.start()
+    start = len(server.requests)
+    info = api.upload_folder(repo_id=created_repo, folder_path=folder)
+    assert server.commits(created_repo)[0]["id"] == info.oid
+    assert server.commits(created_repo)[1:] == before
+    assert not requests_since(server, start, "PUT", "/lfs-upload/")
+
+
+def test_client_retries_lfs_upload_after_server_restart(api: HfApi, created_repo: str, restart_after, tmp_path):
+    """The server dies mid-LFS-upload and comes back: the client's backoff retries the PUT and the commit lands."""
+    server = restart_after
+    stopped = server.kill_on("PUT", r"/lfs-upload/")
+    restarter = threading.Thread(target=lambda: stopped.wait(30) and server.start(), daemon=True)
+    restarter.start()
+    weights = os.urandom(2048)
+    folder = write_files(tmp_path / "export", {"model.safetensors": weights})
+    start = len(server.requests)
+    info = api.upload_folder(repo_id=created_repo, folder_path=folder)
+    restarter.join(5)
+    assert [r.status for r in requests_since(server, start, "PUT", "/lfs-upload/")] == [None, 200]
+    assert server.commits(created_repo)[0]["id"] == info.oid
+    assert Path(hf_hub_download(created_repo, "model.safetensors")).read_bytes() == weights
+
+
+# ---- spaces --------------------------------------------------------------------------------------------------------
+
+
+def test_space_repo_upload_and_variables(api: HfApi, hub_server: HubServer) -> None:
+    """Spaces: sdk at creation, files under /spaces/..., variables API."""
+    space_id = f"testorg/space-{uuid.uuid4().hex[:8]}"
+    url = api.create_repo(space_id, repo_type="space", space_sdk="gradio")
+    assert url.repo_type == "space" and "/spaces/" in url
+    api.upload_file(path_or_fileobj=b"import gradio\n", path_in_repo="app.py", repo_id=space_id, repo_type="space")
+    info = api.space_info(space_id)
+    assert info.sdk == "gradio" and "app.py" in {s.rfilename for s in info.siblings}
+    assert Path(hf_hub_download(space_id, "app.py", repo_type="space")).read_bytes() == b"import gradio\n"
+    assert len(hub_server.commits(space_id, repo_type="space")) == 2
+
+    api.add_space_variable(space_id, "MODEL_REPO", "testorg/model", description="weights")
+    variables = api.get_space_variables(space_id)
+    assert (variables["MODEL_REPO"].value, variables["MODEL_REPO"].description) == ("testorg/model", "weights")
+    api.delete_space_variable(space_id, "MODEL_REPO")
+    assert api.get_space_variables(space_id) == {}
+
+
+# ---- timm ----------------------------------------------------------------------------------------------------------
+
+
+def test_timm_loads_hf_hub_model_at_tag(api: HfApi, created_repo: str, tmp_path: Path) -> None:
+    """A timm export (save_for_hf, safetensors) loads with `hf-hub:<repo>@v1`, even after main moved on."""
+    import timm
+    import torch
+
+    labels = ["cat", "dog", "bird"]
+    model = timm.create_model("resnet18", num_classes=3)
+    timm.models.save_for_hf(model, tmp_path / "export", model_config={"label_names": labels}, safe_serialization=True)
+    api.upload_folder(repo_id=created_repo, folder_path=tmp_path / "export")
+    api.create_tag(created_repo, tag="v1")
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    api.upload_file(path_or_fileobj=json.dumps({**config, "label_names": ["x", "y", "z"]}).encode(),
+                    path_in_repo="config.json", repo_id=created_repo)
+
+    loaded = timm.create_model(f"hf-hub:{created_repo}@v1", pretrained=True)
+    assert loaded.num_classes == 3
+    assert list(loaded.pretrained_cfg["label_names"]) == labels
+    assert torch.equal(loaded.state_dict()["fc.weight"], model.state_dict()["fc.weight"])
+
+
+def test_timm_pretrained_resnet50_comes_from_the_seeded_repo(hub_server: HubServer) -> None:
+    """timm's built-in `resnet50.a1_in1k` weights resolve to timm/resnet50.a1_in1k on this server."""
+    import safetensors.torch
+    import timm
+    import torch
+
+    start = len(hub_server.requests)
+    model = timm.create_model("resnet50.a1_in1k", pretrained=True)
+    assert requests_since(hub_server, start, "HEAD", "/timm/resnet50.a1_in1k/resolve/main/model.safetensors")
+    seeded = safetensors.torch.load_file(hf_hub_download("timm/resnet50.a1_in1k", "model.safetensors"))
+    assert torch.equal(model.state_dict()["fc.weight"], seeded["fc.weight"])
+    config = json.loads(Path(hf_hub_download("timm/resnet50.a1_in1k", "config.json")).read_text())
+    assert config["architecture"] == "resnet50" and config["num_classes"] == 1000
+    assert config["pretrained_cfg"]["tag"] == "a1_in1k"
