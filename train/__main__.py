@@ -90,8 +90,19 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    from hub.publish import PublishError, push
+
     try:
-        fit(cfg)
+        out = fit(cfg)
+        if cfg.push_to:
+            result = push(out, cfg.push_to, tag=cfg.tag)
+            print(f"pushed to {result.commit_url}" + (f"\ntagged {result.tag}" if result.tag else ""))
+            print("load it with:\n" + result.snippet())
+    except PublishError as exc:
+        print(f"error: training finished but the push failed: {exc}\n"
+              f"retry with: python -m hub push {cfg.out} {cfg.push_to}" + (f" --tag {cfg.tag}" if cfg.tag else ""),
+              file=sys.stderr)
+        return 2
     except (DataError, WeightsError, OutputError, ConfigError, ValueError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

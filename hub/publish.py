@@ -1,0 +1,199 @@
+"""Push a model folder to the Hub as one commit, tag retrains vN, pull a revision back.
+
+Only an allow-list of files is published (never checkpoints or pickles); the card is re-rendered
+on every push with the repo id, the revision and the metrics of earlier tags. Each push is one
+`create_commit`, so the remote repo is at the old commit or the new one, never in between; files
+of the previous revision that the new folder no longer has are deleted in that same commit.
+The Hub's typed errors become `PublishError`s with plain messages here; tokens never appear in them.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from hub.card import render_card
+from hub.model import ModelLoadError, check_folder
+
+PUBLISHED = ("model.safetensors", "config.json", "README.md", "metrics.json", "history.csv", "train_config.json")
+PUBLISHED_GLOBS = ("plots/*.png", "examples/*")
+NEVER = ("*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle", "checkpoints/*")
+TAG = re.compile(r"^v(\d+)$")
+
+
+class PublishError(RuntimeError):
+    """A push or pull that could not be done; nothing was changed remotely."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push made: the commit, its URL, and the tag or branch that points at it."""
+
+    repo_id: str
+    commit: str
+    commit_url: str
+    revision: str
+    tag: str | None
+    pr_url: str | None = None
+
+    def snippet(self) -> str:
+        """Ready-to-paste code that loads exactly this revision."""
+        return (f'timm.create_model("hf-hub:{self.repo_id}@{self.revision}", pretrained=True)\n'
+                f'from hub import from_pretrained; clf = from_pretrained("{self.repo_id}", revision="{self.revision}")')
+
+
+def publishable_files(folder: str | Path) -> list[str]:
+    """Relative paths of the files of `folder` that a push uploads, sorted."""
+    folder = Path(folder)
+    found = [name for name in PUBLISHED if (folder / name).is_file()]
+    for pattern in PUBLISHED_GLOBS:
+        for path in sorted(folder.glob(pattern)):
+            rel = path.relative_to(folder).as_posix()
+            if path.is_file() and not path.name.startswith(".") and not any(fnmatch.fnmatch(rel, n) for n in NEVER):
+                found.append(rel)
+    return sorted(found)
+
+
+def next_tag(tags: Sequence[str]) -> str:
+    """The next free vN after the highest existing one (v1 when there is none)."""
+    numbers = [int(m.group(1)) for t in tags if (m := TAG.match(t))]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:  # the transport library of huggingface_hub >= 1.0
+        import httpx2
+
+        errors.append(httpx2.TransportError)
+    except ImportError:  # pragma: no cover - other client versions
+        pass
+    return tuple(errors)
+
+
+def _explain(exc: BaseException, repo_id: str, revision: str | None = None) -> PublishError:
+    """A plain message for a Hub failure (no token, no traceback)."""
+    from huggingface_hub.errors import (HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    if isinstance(exc, RevisionNotFoundError):
+        return PublishError(f"{repo_id}: revision '{revision}' not found")
+    if isinstance(exc, RepositoryNotFoundError):
+        return PublishError(f"{repo_id}: repository not found, or your token cannot see it")
+    if isinstance(exc, LocalTokenNotFoundError):
+        return PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(exc.response, "status_code", None)
+        if status == 401:
+            return PublishError("the Hub rejected the token (HTTP 401): it is invalid or expired; "
+                                "set a valid HF_TOKEN or run `hf auth login`")
+        if status == 403:
+            return PublishError(f"{repo_id}: your token has no write access to this repository (HTTP 403); "
+                                "use a token with the 'write' role, or push to a repo you own")
+        if status is not None and status >= 500:
+            return PublishError(f"{repo_id}: the Hub failed (HTTP {status}); nothing was committed, try again")
+        return PublishError(f"{repo_id}: the Hub refused the request (HTTP {status})")
+    if isinstance(exc, _network_errors()):
+        return PublishError(f"{repo_id}: cannot reach the Hub ({type(exc).__name__}); nothing was committed. "
+                            "Check the network (and HF_ENDPOINT), then run the same command again")
+    return PublishError(f"{repo_id}: {type(exc).__name__}: {exc}")
+
+
+def _token(token: str | None) -> str:
+    from huggingface_hub import get_token
+
+    token = token if token is not None else get_token()
+    if not token or not token.strip():
+        raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    return token.strip()
+
+
+def _previous_revisions(api, repo_id: str, tags: Sequence[str]) -> list[dict]:
+    """Metrics of every earlier vN tag, for the card's history table."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    rows = []
+    for tag in sorted((t for t in tags if TAG.match(t)), key=lambda t: int(t[1:])):
+        try:
+            path = hf_hub_download(repo_id, "metrics.json", revision=tag, token=api.token)
+        except EntryNotFoundError:
+            continue
+        metrics = json.loads(Path(path).read_text())
+        m = metrics.get("test") or metrics.get("validation") or {}
+        rows.append({"revision": tag, "accuracy": m.get("accuracy"), "f1_macro": m.get("f1_macro"),
+                     "auc_macro": m.get("auc_macro")})
+    return rows
+
+
+def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str | None = None,
+         create_pr: bool = False, private: bool = False, message: str | None = None,
+         token: str | None = None) -> PushResult:
+    """Upload the publishable files of `folder` to `repo_id` as one commit; optionally tag it."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    folder = Path(folder)
+    try:
+        config = check_folder(folder)
+    except ModelLoadError as exc:
+        raise PublishError(f"not pushing: {exc}") from None
+    for name in ("metrics.json", "train_config.json"):
+        if not (folder / name).is_file():
+            raise PublishError(f"not pushing: {folder} has no {name}; push a folder written by `python -m train`")
+    if tag is not None and tag != "auto" and not TAG.match(tag):
+        raise PublishError(f"--tag must be 'auto' or of the form vN (v1, v2, ...), got {tag!r}")
+    api = HfApi(token=_token(token))
+    revision = branch or "main"
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if branch and branch != "main":
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        refs = api.list_repo_refs(repo_id)
+        tags = [t.name for t in refs.tags]
+        if tag == "auto":
+            tag = next_tag(tags)
+        elif tag in tags:
+            raise PublishError(f"{repo_id}: tag {tag} already exists; tags are never moved. Use --tag auto "
+                               f"(next is {next_tag(tags)})")
+        has_commits = any(b.name == revision for b in refs.branches)
+        remote = set(api.list_repo_files(repo_id, revision=revision)) if has_commits else set()
+        previous = _previous_revisions(api, repo_id, tags)
+    except PublishError:
+        raise
+    except Exception as exc:  # typed Hub errors and transport errors become one plain message
+        raise _explain(exc, repo_id, revision) from None
+
+    files = publishable_files(folder)
+    card = render_card(config, json.loads((folder / "metrics.json").read_text()),
+                       json.loads((folder / "train_config.json").read_text()),
+                       repo_id=repo_id, revision=tag or revision, previous=previous)
+    ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files if rel != "README.md"]
+    ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
+    keep = set(files) | {"README.md", ".gitattributes"}
+    ops += [CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote - keep)]
+    try:
+        info = api.create_commit(repo_id, operations=ops, revision=revision, create_pr=create_pr,
+                                 commit_message=message or (f"Publish {tag}" if tag else "Publish model"))
+        if tag and not create_pr:
+            api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=f"model {tag}")
+    except Exception as exc:
+        raise _explain(exc, repo_id, revision) from None
+    return PushResult(repo_id=repo_id, commit=info.oid, commit_url=info.commit_url,
+                      revision=tag if tag and not create_pr else info.oid, tag=None if create_pr else tag,
+                      pr_url=info.pr_url)
+
+
+def pull(repo_id: str, out: str | Path, revision: str | None = None, token: str | None = None) -> tuple[Path, str]:
+    """Download the publishable files of `repo_id@revision` into `out`; return (folder, commit sha)."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        sha = HfApi(token=token).model_info(repo_id, revision=revision).sha
+        path = snapshot_download(repo_id, revision=sha, local_dir=str(out), token=token,
+                                 allow_patterns=[*PUBLISHED, *PUBLISHED_GLOBS])
+    except Exception as exc:
+        raise _explain(exc, repo_id, revision) from None
+    return Path(path), sha

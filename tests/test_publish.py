@@ -1,0 +1,190 @@
+"""Publishing to the Hub and loading back, against the local Hub-compatible server (real client)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from PIL import Image
+
+from hub import from_pretrained
+from hub.model import ModelLoadError
+from hub.publish import PublishError, next_tag, publishable_files, push
+
+
+def _image(tiny_data: Path) -> Image.Image:
+    return Image.open(next((tiny_data / "ring").glob("*.png"))).convert("RGB")
+
+
+def _logits(source, image, revision=None):
+    return from_pretrained(source, revision=revision, device="cpu").logits(image)
+
+
+def test_next_tag_and_allow_list(tiny_models, tmp_path):
+    assert next_tag([]) == "v1" and next_tag(["v1", "v3", "latest", "v10x"]) == "v4"
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_models[0], folder)
+    (folder / "examples").mkdir()
+    (folder / "examples" / "a.png").write_bytes(b"png")
+    (folder / "extra.pt").write_bytes(b"pickle")
+    (folder / "plots" / "notes.bin").write_bytes(b"x")
+    files = publishable_files(folder)
+    assert "model.safetensors" in files and "plots/roc.png" in files and "examples/a.png" in files
+    assert not [f for f in files if f.startswith("checkpoints") or f.endswith((".pt", ".bin"))]
+
+
+def test_push_v1_retrain_push_v2_all_revisions_load(hub_server, hub_token, repo_id, tiny_models, tiny_data):
+    v1, v2 = tiny_models
+    image = _image(tiny_data)
+    r1 = push(v1, repo_id, tag="auto")
+    assert r1.tag == "v1" and len(r1.commit) == 40 and r1.commit in r1.commit_url
+    (v2 / "plots" / "extra.png").write_bytes((v2 / "plots" / "roc.png").read_bytes())
+    r2 = push(v2, repo_id, tag="auto")
+    assert r2.tag == "v2"
+    commits = hub_server.commits(repo_id)
+    assert len(commits) == 2 + 1 or len(commits) == 2  # one commit per push (+ the repo's initial commit)
+    assert commits[0]["id"] == r2.commit and commits[1]["id"] == r1.commit
+    # each revision loads and equals the folder it was pushed from
+    assert torch.equal(_logits(repo_id, image, "v1"), _logits(v1, image))
+    assert torch.equal(_logits(repo_id, image, "v2"), _logits(v2, image))
+    assert torch.equal(_logits(repo_id, image), _logits(v2, image))  # main is the latest push
+    assert torch.equal(_logits(f"{repo_id}@v1", image), _logits(v1, image))
+    clf = from_pretrained(repo_id, revision="v1")
+    assert clf.commit == r1.commit and clf.labels == ["checker", "cross", "ring"]
+    # timm alone loads what we push, labels and preprocessing included
+    model = timm.create_model(f"hf-hub:{repo_id}@v2", pretrained=True).eval()
+    assert model.pretrained_cfg["label_names"] == ["checker", "cross", "ring"]
+    assert timm.data.resolve_model_data_config(model)["input_size"] == (3, 32, 32)
+    # the card of each revision parses and carries that revision's own metrics, plus the history
+    for tag, folder in (("v1", v1), ("v2", v2)):
+        card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=tag))
+        acc = json.loads((folder / "metrics.json").read_text())["validation"]["accuracy"]
+        assert {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"] == pytest.approx(acc, abs=1e-6)
+        assert f'revision="{tag}"' in card.text and f"hf-hub:{repo_id}@{tag}" in card.text
+    card2 = ModelCard.load(hf_hub_download(repo_id, "README.md", revision="v2"))
+    assert "Earlier revisions" in card2.text and "`v1`" in card2.text
+    files_v2 = set(HfApi().list_repo_files(repo_id, revision="v2"))
+    assert "plots/extra.png" in files_v2 and not any("checkpoint" in f for f in files_v2)
+    # a file gone from the folder is deleted from the repo in the next push's single commit
+    (v2 / "plots" / "extra.png").unlink()
+    r3 = push(v2, repo_id)
+    assert "plots/extra.png" not in HfApi().list_repo_files(repo_id, revision=r3.commit)
+    assert "plots/extra.png" in HfApi().list_repo_files(repo_id, revision="v2")  # tags never move
+
+
+def test_cli_push_prints_url_and_pinned_snippet_then_pull(hub_server, hub_token, repo_id, tiny_models, tmp_path):
+    env = {**os.environ, "HF_TOKEN": hub_token}
+    done = subprocess.run([sys.executable, "-m", "hub", "push", str(tiny_models[0]), repo_id, "--tag", "v7"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"/{repo_id}/commit/" in done.stdout and f'from_pretrained("{repo_id}", revision="v7")' in done.stdout
+    assert hub_token not in done.stdout + done.stderr
+    done = subprocess.run([sys.executable, "-m", "hub", "pull", f"{repo_id}@v7", str(tmp_path / "pulled")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    pulled = tmp_path / "pulled"
+    assert (pulled / "model.safetensors").read_bytes() == (tiny_models[0] / "model.safetensors").read_bytes()
+    assert not (pulled / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("token,message", [
+    ("", "no Hugging Face token"),
+    ("hf_not_a_real_token", "rejected the token (HTTP 401)"),
+    ("hf_read_token_test", "no write access to this repository (HTTP 403)"),
+])
+def test_token_errors(hub_server, repo_id, tiny_models, monkeypatch, token, message):
+    monkeypatch.setenv("HF_TOKEN", token)
+    with pytest.raises(PublishError, match=re.escape(message)) as info:
+        push(tiny_models[0], repo_id, tag="auto")
+    assert not token or token not in str(info.value)
+
+
+def test_server_failure_mid_push_leaves_repo_unchanged_and_retry_works(hub_server, hub_token, repo_id, tiny_models):
+    v1, v2 = tiny_models
+    push(v1, repo_id, tag="v1")
+    before = hub_server.commits(repo_id)
+    hub_server.fail_next("POST", r"/commit/", status=500)
+    with pytest.raises(PublishError, match="HTTP 500"):
+        push(v2, repo_id, tag="auto")
+    assert hub_server.commits(repo_id) == before
+    stopped = hub_server.kill_on("POST", r"/commit/")
+    try:
+        with pytest.raises(PublishError, match="cannot reach the Hub|HTTP 5"):
+            push(v2, repo_id, tag="auto")
+        assert stopped.wait(10)
+    finally:
+        hub_server.clear_faults()
+        hub_server.start()
+    assert hub_server.commits(repo_id) == before
+    assert [t.name for t in HfApi().list_repo_refs(repo_id).tags] == ["v1"]
+    result = push(v2, repo_id, tag="auto")
+    assert result.tag == "v2" and hub_server.commits(repo_id)[0]["id"] == result.commit
+    assert (v2 / "model.safetensors").is_file()  # nothing local was lost
+
+
+def test_load_errors_are_plain(hub_server, hub_token, repo_id, tiny_models, tmp_path):
+    with pytest.raises(ModelLoadError, match="repository not found"):
+        from_pretrained("testorg/does-not-exist")
+    push(tiny_models[0], repo_id, tag="v1")
+    with pytest.raises(ModelLoadError, match="revision 'v99' not found"):
+        from_pretrained(repo_id, revision="v99")
+    api = HfApi()
+    # a repo with only a pickle is refused without unpickling
+    pickle_repo = repo_id + "-pickle"
+    api.create_repo(pickle_repo)
+    api.upload_file(path_or_fileobj=(tiny_models[0] / "config.json").read_bytes(), path_in_repo="config.json", repo_id=pickle_repo)
+    api.upload_file(path_or_fileobj=b"not really a pickle", path_in_repo="pytorch_model.bin", repo_id=pickle_repo)
+    with pytest.raises(ModelLoadError, match="pickled weights are never loaded"):
+        from_pretrained(pickle_repo)
+    # config.json whose num_classes does not match the weights
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_models[0], bad, ignore=shutil.ignore_patterns("checkpoints"))
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["num_classes"] = 7
+    (bad / "config.json").write_text(json.dumps(cfg))
+    mismatched = repo_id + "-mismatch"
+    api.create_repo(mismatched)
+    api.upload_folder(folder_path=str(bad), repo_id=mismatched, allow_patterns=["config.json", "model.safetensors"])
+    with pytest.raises(ModelLoadError, match="num_classes=7 but the weights have 3"):
+        from_pretrained(mismatched)
+    with pytest.raises(PublishError, match="num_classes=7"):
+        push(bad, repo_id)
+
+
+def test_offline_load_from_cache(hub_server, hub_token, repo_id, tiny_models, tiny_data):
+    push(tiny_models[0], repo_id, tag="v1")
+    expected = _logits(repo_id, _image(tiny_data), "v1")  # downloads into the cache
+    code = ("import sys, torch; from PIL import Image; from hub import from_pretrained; "
+            f"clf = from_pretrained({repo_id!r}, revision='v1', device='cpu'); "
+            f"torch.save(clf.logits(Image.open(sys.argv[1]).convert('RGB')), sys.argv[2])")
+    img_path = next((tiny_data / "ring").glob("*.png"))
+    out = Path(os.environ["HF_HOME"]) / "offline-logits.pt"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there
+    done = subprocess.run([sys.executable, "-c", code, str(img_path), str(out)], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert torch.equal(torch.load(out, weights_only=True), expected)
+    # a revision never downloaded cannot come from the cache: the message says so
+    done = subprocess.run([sys.executable, "-c", code.replace("'v1'", "'v2'"), str(img_path), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert done.returncode != 0 and "not in the local cache" in done.stderr
+
+
+def test_train_with_push_to_and_pretrained_from_hub(hub_server, hub_token, repo_id, tiny_data, tmp_path):
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "train", "--data", str(tiny_data), "--out", str(out), "--pretrained",
+           "--epochs", "1", "--img-size", "32", "--batch-size", "8", "--push-to", repo_id, "--tag", "auto"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_TOKEN": hub_token})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tagged v1" in done.stdout and hub_token not in done.stdout + done.stderr
+    card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision="v1"))
+    assert card.data.base_model == "timm/resnet50.a1_in1k"  # initialised from the (test) Hub's ImageNet weights
+    assert torch.equal(from_pretrained(repo_id, revision="v1").model.fc.weight, from_pretrained(out).model.fc.weight)
