@@ -1,0 +1,205 @@
+"""End-to-end training on synthetic data: learning, the model folder contract, resume, weights."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+from safetensors.torch import save_file
+
+from hub import from_pretrained
+from hub.model import ModelLoadError
+from train.config import build_config
+from train.engine import WeightsError
+from train.run import OutputError, fit
+from train.synthetic import make_dataset
+
+# Small but real: ResNet50 from scratch, 48 px, a few epochs; the classes differ by a tinted pattern.
+FAST = dict(pretrained=False, unfreeze=("all",), img_size=48, batch_size=8, rotation=0.0, color_jitter=0.0,
+            dropout=0.0, lr=1e-3, patience=0)
+
+
+def _cfg(data, out, **kw):
+    return build_config("her2", data=str(data), out=str(out), **{**FAST, **kw})
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    make_dataset(root / "train", classes=3, per_class=30, size=48, seed=0)
+    make_dataset(root / "test", classes=3, per_class=10, size=48, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(synth, tmp_path_factory):
+    """One trained model folder shared by the contract tests."""
+    out = tmp_path_factory.mktemp("run") / "model"
+    fit(_cfg(synth / "train", out, epochs=5, test_data=str(synth / "test")), log=lambda s: None, progress=False)
+    return out
+
+
+def test_learns_above_chance(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.6, metrics["test"]["accuracy"]  # chance is 1/3
+    assert metrics["test"]["auc_macro"] >= 0.75
+
+
+def test_model_folder_contents(trained):
+    names = {p.relative_to(trained).as_posix() for p in trained.rglob("*") if p.is_file()}
+    for name in ("model.safetensors", "config.json", "metrics.json", "history.csv", "train_config.json", "README.md",
+                 "plots/confusion_matrix.png", "plots/roc.png", "plots/curves.png"):
+        assert name in names, name
+    assert not any(n.endswith((".bin", ".pth")) for n in names) and ".staging" not in str(names)
+    config = json.loads((trained / "config.json").read_text())
+    assert config["architecture"] == "resnet50" and config["label_names"] == ["checker", "cross", "ring"]
+    pcfg = config["pretrained_cfg"]
+    assert pcfg["input_size"] == [3, 48, 48] and pcfg["crop_pct"] == 1.0 and pcfg["num_classes"] == 3
+    assert pcfg["mean"] == list(timm.data.IMAGENET_DEFAULT_MEAN) and "interpolation" in pcfg
+    assert "hf_hub_id" not in pcfg and "url" not in pcfg  # the ImageNet source no longer describes these weights
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        m = metrics[split]
+        for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "auc_macro", "log_loss",
+                    "ece", "confusion_matrix", "per_class"):
+            assert key in m, (split, key)
+        assert set(m["per_class"]["ring"]) == {"precision", "recall", "f1", "auc", "support"}
+    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 30
+    rows = list(csv.DictReader(open(trained / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+    assert float(rows[-1]["lr"]) < float(rows[0]["lr"])  # cosine schedule
+    tc = json.loads((trained / "train_config.json").read_text())
+    assert tc["config"]["img_size"] == 48 and tc["versions"]["timm"] == timm.__version__
+    assert tc["dataset"]["counts"]["test"] == {"checker": 10, "cross": 10, "ring": 10}
+    assert len(tc["dataset"]["files_sha256"]) == 64
+    for png in ("confusion_matrix", "roc", "curves"):
+        assert Image.open(trained / "plots" / f"{png}.png").size[0] > 300
+
+
+def test_card_parses_and_holds_metrics(trained):
+    card = ModelCard.load(trained / "README.md")
+    assert card.data.library_name == "timm" and card.data.pipeline_tag == "image-classification"
+    acc = json.loads((trained / "metrics.json").read_text())["test"]["accuracy"]
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert results["accuracy"].metric_value == pytest.approx(acc, abs=1e-6) and results["accuracy"].dataset_split == "test"
+    assert "not a medical device" in card.text and "plots/roc.png" in card.text
+    assert card.data.base_model is None  # trained from scratch
+
+
+def test_round_trip_identical_logits(trained, synth):
+    clf = from_pretrained(trained, device="cpu")
+    ref = timm.create_model(f"local-dir:{trained}", pretrained=True).eval()
+    assert clf.labels == ref.pretrained_cfg["label_names"]
+    transform = timm.data.create_transform(**timm.data.resolve_model_data_config(ref))
+    img = Image.open(next((synth / "test" / "ring").glob("*.png"))).convert("RGB")
+    with torch.inference_mode():
+        expected = ref(transform(img).unsqueeze(0))
+    assert torch.equal(clf.logits(img), expected)
+    probs = clf.predict(img)
+    assert list(probs) == sorted(probs, key=probs.get, reverse=True) and sum(probs.values()) == pytest.approx(1.0)
+    # paths, numpy arrays and PIL images give the same answer
+    path = next((synth / "test" / "ring").glob("*.png"))
+    assert clf.predict(path) == clf.predict(np.asarray(img)) == probs
+
+
+def test_from_pretrained_refuses_bad_folders(trained, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(trained, bad, ignore=shutil.ignore_patterns("checkpoints"))
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["num_classes"] = 5
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="num_classes=5 but the weights have 3 outputs"):
+        from_pretrained(bad)
+    (bad / "model.safetensors").rename(bad / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="only has pytorch_model.bin: pickled weights are never loaded"):
+        from_pretrained(bad)
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        from_pretrained(tmp_path / "nothing-here")
+
+
+def _metrics_without_time(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_sigkill_then_resume_matches_uninterrupted(synth, tmp_path):
+    kw = dict(epochs=3, seed=3)
+    ref = fit(_cfg(synth / "train", tmp_path / "ref", **kw), log=lambda s: None, progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "train", "--data", str(synth / "train"), "--out", str(out), "--no-pretrained",
+           "--unfreeze", "all", "--img-size", "48", "--batch-size", "8", "--rotation", "0", "--color-jitter", "0",
+           "--dropout", "0", "--lr", "1e-3", "--patience", "0", "--epochs", "3", "--seed", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "checkpoints" / "last.pt"
+    deadline = time.time() + 600
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # mid epoch 2, right after the first checkpoint landed
+    proc.wait()
+    assert last.exists() and not (out / "metrics.json").exists()
+    state = torch.load(last, weights_only=True)
+    assert state["epoch"] < 3
+    assert not list((out / "checkpoints").glob(".*tmp*"))  # no half-written checkpoint left behind
+    fit(_cfg(synth / "train", out, resume=True, **kw), log=lambda s: None, progress=False)
+    a, b = _metrics_without_time(ref), _metrics_without_time(out)
+    assert a["validation"]["confusion_matrix"] == b["validation"]["confusion_matrix"]
+    assert b["validation"]["log_loss"] == pytest.approx(a["validation"]["log_loss"], abs=1e-6)
+    ha = list(csv.DictReader(open(ref / "history.csv")))
+    hb = list(csv.DictReader(open(out / "history.csv")))
+    for ra, rb in zip(ha, hb):
+        assert float(ra["val_loss"]) == pytest.approx(float(rb["val_loss"]), abs=1e-6)
+
+
+def test_resume_refuses_other_options(synth, tmp_path):
+    out = tmp_path / "m"
+    fit(_cfg(synth / "train", out, epochs=1), log=lambda s: None, progress=False)
+    with pytest.raises(ValueError, match=r"options differ.*lr"):
+        fit(_cfg(synth / "train", out, epochs=2, lr=0.5, resume=True), log=lambda s: None, progress=False)
+
+
+def test_init_from_safetensors(synth, tmp_path):
+    donor = timm.create_model("resnet50", num_classes=10)
+    path = tmp_path / "init.safetensors"
+    save_file(donor.state_dict(), str(path))
+    cfg = _cfg(synth / "train", tmp_path / "m", epochs=1, init=str(path), unfreeze=("fc",))
+    logs = []
+    fit(cfg, log=logs.append, progress=False)
+    model = timm.create_model(f"local-dir:{tmp_path / 'm'}", pretrained=True)
+    # only the head was trained, so the backbone is exactly the donor's
+    assert torch.equal(model.conv1.weight, donor.conv1.weight)
+    assert model.fc.weight.shape == (3, 2048)
+    with pytest.raises(WeightsError, match="no such file"):
+        fit(_cfg(synth / "train", tmp_path / "m2", init=str(tmp_path / "nope.safetensors")), log=lambda s: None)
+
+
+def test_failed_weight_download_names_the_alternatives(synth, tmp_path):
+    # A weight tag that exists nowhere: the download fails and the message says what to do instead.
+    cfg = _cfg(synth / "train", tmp_path / "m", pretrained=True, pretrained_tag="no_such_weights_xyz")
+    with pytest.raises(WeightsError, match=r"--no-pretrained.*--init PATH\.safetensors"):
+        fit(cfg, log=lambda s: None, progress=False)
+
+
+def test_unwritable_output_fails_before_training_and_keeps_old_files(synth, tmp_path, trained):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write there"):
+        fit(_cfg(synth / "train", blocker / "sub"), log=lambda s: None)
+    if os.geteuid() != 0:  # root ignores permission bits; the check above covers it there
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(OutputError):
+            fit(_cfg(synth / "train", ro), log=lambda s: None)
