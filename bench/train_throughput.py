@@ -1,0 +1,107 @@
+"""Images/s of our training step (train.engine.train_one_epoch) vs a bare PyTorch loop.
+
+Both run the same timm ResNet50, batch, optimiser and in-memory data in the same process,
+interleaved A/B several times so drift of the machine hits both equally; the ratio
+ours / bare is the figure (goal >= 0.95: the engine adds no meaningful overhead).
+A second figure times our full input pipeline (PNG decode + transforms through DataLoader).
+
+    python bench/train_throughput.py                 # CPU defaults: 64 px, batch 16
+    python bench/train_throughput.py --device cuda --amp --img-size 224 --batch-size 64
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub.classifier import pick_device  # noqa: E402
+from train import engine  # noqa: E402
+
+
+def bare_epoch(model, loader, criterion, optimizer, device, amp) -> None:
+    """The minimal PyTorch loop: what anyone would write by hand."""
+    model.train()
+    fmt = torch.channels_last if amp and device.type == "cuda" else torch.contiguous_format
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True, memory_format=fmt), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with engine.amp_context(device, amp):
+            loss = criterion(model(x).float(), y)
+        loss.backward()
+        optimizer.step()
+
+
+def timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=6, help="optimiser steps per timed epoch")
+    p.add_argument("--rounds", type=int, default=5, help="A/B rounds (median reported)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast + channels_last (GPU)")
+    a = p.parse_args(argv)
+    import timm
+
+    device = pick_device(a.device)
+    torch.manual_seed(0)
+    model = timm.create_model("resnet50", num_classes=3).to(device)
+    if a.amp and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    n = a.batch_size * a.steps
+    data = TensorDataset(torch.randn(n, 3, a.img_size, a.img_size), torch.randint(0, 3, (n,)))
+    loader = DataLoader(data, batch_size=a.batch_size, shuffle=True, pin_memory=device.type == "cuda")
+    criterion = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    ours = lambda: engine.train_one_epoch(model, loader, criterion, optimizer, device, a.amp, show=False)  # noqa: E731
+    bare = lambda: bare_epoch(model, loader, criterion, optimizer, device, a.amp)  # noqa: E731
+    ours(), bare()  # warm-up: allocator, cuDNN autotune, lazy init
+    t_ours, t_bare = [], []
+    for _ in range(a.rounds):
+        t_bare.append(timed(bare, device))
+        t_ours.append(timed(ours, device))
+    ips_ours, ips_bare = n / statistics.median(t_ours), n / statistics.median(t_bare)
+
+    # Our whole input path: PNG files -> load_image -> transforms -> DataLoader, same model and step.
+    from train.data import ImageDataset, Split, eval_data_config, train_transform
+    from train.synthetic import make_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_dataset(Path(tmp) / "d", classes=3, per_class=max(1, n // 3), size=a.img_size * 2, seed=0)
+        paths = sorted(root.rglob("*.png"))[:n]
+        split = Split(tuple(paths), tuple(i % 3 for i in range(len(paths))))
+        cfg = eval_data_config(model, a.img_size)
+        ds = ImageDataset(split, train_transform(cfg, True, 20.0, 0.2))
+        files = DataLoader(ds, batch_size=a.batch_size, shuffle=True)
+        pipe = lambda: engine.train_one_epoch(model, files, criterion, optimizer, device, a.amp, show=False)  # noqa: E731
+        pipe()
+        ips_pipe = len(paths) / statistics.median(timed(pipe, device) for _ in range(a.rounds))
+
+    print(f"device {device}  amp {a.amp}  resnet50 @ {a.img_size}px  batch {a.batch_size}  "
+          f"{a.steps} steps x {a.rounds} rounds  torch threads {torch.get_num_threads()}")
+    print(f"{'loop':<34}{'images/s':>10}{'ratio':>8}")
+    print(f"{'bare PyTorch (baseline)':<34}{ips_bare:>10.1f}{1.0:>8.3f}")
+    print(f"{'train.engine.train_one_epoch':<34}{ips_ours:>10.1f}{ips_ours / ips_bare:>8.3f}")
+    print(f"{'  + our PNG input pipeline':<34}{ips_pipe:>10.1f}{ips_pipe / ips_bare:>8.3f}")
+    print(f"ratio engine/bare = {ips_ours / ips_bare:.3f} (goal >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
