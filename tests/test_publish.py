@@ -62,7 +62,7 @@ def test_push_v1_retrain_push_v2_all_revisions_load(hub_server, hub_token, repo_
     # timm alone loads what we push, labels and preprocessing included
     model = timm.create_model(f"hf-hub:{repo_id}@v2", pretrained=True).eval()
     assert model.pretrained_cfg["label_names"] == ["checker", "cross", "ring"]
-    assert timm.data.resolve_model_data_config(model)["input_size"] == (3, 32, 32)
+    assert timm.data.resolve_model_data_config(model)["input_size"] == (3, 64, 64)
     # the card of each revision parses and carries that revision's own metrics, plus the history
     for tag, folder in (("v1", v1), ("v2", v2)):
         card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=tag))

@@ -41,14 +41,14 @@ def trained_synthetic(tmp_path_factory) -> TrainedSynthetic:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    """3 classes x 12 synthetic images at 40 px: enough for the Hub and app plumbing tests."""
-    return make_dataset(tmp_path_factory.mktemp("tiny") / "data", classes=3, per_class=12, size=40, seed=5)
+    """3 classes x 12 synthetic images at 64 px: enough for the Hub and app plumbing tests."""
+    return make_dataset(tmp_path_factory.mktemp("tiny") / "data", classes=3, per_class=12, size=64, seed=5)
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_data, tmp_path_factory) -> tuple[Path, Path]:
     """Two model folders of the same data, 'v1' (1 epoch) and 'v2' (2 epochs, another seed): a retrain."""
     root = tmp_path_factory.mktemp("tiny-models")
-    v1 = train_quiet(tiny_data, root / "v1", img_size=32, batch_size=8, epochs=1, seed=1)
-    v2 = train_quiet(tiny_data, root / "v2", img_size=32, batch_size=8, epochs=2, seed=2)
+    v1 = train_quiet(tiny_data, root / "v1", img_size=64, batch_size=8, epochs=1, seed=1)
+    v2 = train_quiet(tiny_data, root / "v2", img_size=64, batch_size=8, epochs=2, seed=2)
     return v1, v2
