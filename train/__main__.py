@@ -6,6 +6,7 @@ calls train.run.fit. User errors end with one clear line and exit code 2, never 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = fit(cfg)
-        if cfg.push_to:
+        if cfg.push_to and int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 pushes
             result = push(out, cfg.push_to, tag=cfg.tag)
             print(f"pushed to {result.commit_url}" + (f"\ntagged {result.tag}" if result.tag else ""))
             print("load it with:\n" + result.snippet())

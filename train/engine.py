@@ -99,16 +99,15 @@ def amp_context(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    """Reseed torch for this epoch and return a generator for the loader's shuffle."""
-    torch.manual_seed(seed * 1000 + epoch)
-    return torch.Generator().manual_seed(seed * 1000 + epoch)
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+    """Reseed torch (augmentations, dropout) from (seed, epoch, rank): a resumed epoch replays exactly."""
+    torch.manual_seed(seed * 1000 + epoch + 7919 * rank)
 
 
 def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     device: torch.device, amp: bool = False, scaler=None, desc: str = "train",
-                    show: bool = True) -> tuple[float, float]:
-    """One pass over `loader`; returns (mean loss, accuracy) with a live progress bar."""
+                    show: bool = True) -> tuple[float, int, int]:
+    """One pass over `loader` with a live progress bar; returns (summed loss, correct, seen)."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True)
@@ -134,7 +133,7 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
         correct += (logits.argmax(1) == y).sum().item()
         seen += n
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    return total_loss, correct, seen
 
 
 @torch.inference_mode()

@@ -18,12 +18,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from hub.card import render_card
 from hub.classifier import pick_device
 from hub.model import save_model_folder
-from train import checkpoint, engine
+from train import checkpoint, distributed, engine
 from train.config import TrainConfig
 from train.data import ImageDataset, build_splits, eval_data_config, train_transform, trained_pretrained_cfg
 from train.metrics import evaluate
@@ -59,11 +60,21 @@ def versions() -> dict[str, str]:
             "timm": timm.__version__, "huggingface_hub": huggingface_hub.__version__, "numpy": np.__version__}
 
 
-def _loader(dataset, cfg: TrainConfig, device: torch.device, shuffle: bool, generator=None) -> DataLoader:
+def _loader(dataset, cfg: TrainConfig, device: torch.device, world: distributed.World, shuffle: bool) -> DataLoader:
+    """A loader over this rank's shard; --batch-size is the global batch, split over the ranks."""
+    sampler = DistributedSampler(dataset, num_replicas=world.size, rank=world.rank, shuffle=shuffle, seed=cfg.seed)
+    per_rank = cfg.batch_size // world.size
     # A last batch of one sample breaks BatchNorm in training mode; drop it in that one case.
-    drop_last = shuffle and len(dataset) % cfg.batch_size == 1 and len(dataset) > 1
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=cfg.workers, pin_memory=device.type == "cuda", drop_last=drop_last)
+    drop_last = shuffle and len(sampler) % per_rank == 1 and len(sampler) > 1
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
+                      pin_memory=device.type == "cuda", drop_last=drop_last)
+
+
+def _predict(model, loader: DataLoader, device, cfg: TrainConfig, world, desc: str, progress: bool):
+    """(labels, probabilities) of a whole split, gathered from every rank in dataset order."""
+    y, p = engine.predict(model, loader, device, cfg.amp, desc=desc, show=progress)
+    index = np.fromiter(iter(loader.sampler), dtype=np.int64)[: len(y)]
+    return distributed.gather_predictions(index, y, p, len(loader.dataset), world)
 
 
 def _resume_check(state: dict, cfg: TrainConfig, fingerprint: dict) -> None:
@@ -80,26 +91,44 @@ def _resume_check(state: dict, cfg: TrainConfig, fingerprint: dict) -> None:
 
 
 def fit(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool = True) -> Path:
-    """Train, evaluate and write the model folder at cfg.out; return its path."""
+    """Train, evaluate and write the model folder at cfg.out; return its path.
+
+    Under torchrun every rank trains its shard; rank 0 alone logs, checkpoints and writes files.
+    """
     out = Path(cfg.out)
-    ensure_writable(out)
+    world = distributed.init(pick_device(cfg.device))
+    try:
+        return _fit(cfg, out, world, log if world.main else (lambda line: None), progress and world.main)
+    finally:
+        distributed.shutdown(world)
+
+
+def _fit(cfg: TrainConfig, out: Path, world: distributed.World, log: Callable[[str], None], progress: bool) -> Path:
+    if world.main:
+        ensure_writable(out)
+    if cfg.batch_size % world.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
+                         f"{world.size} processes")
     splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed)
     labels = list(splits.classes)
     fingerprint = splits.fingerprint()
-    device = pick_device(cfg.device)
+    device = distributed.device_for(world, pick_device(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is available here; use --device auto or cpu")
     log(f"data: {len(splits.train)} train / {len(splits.val)} val"
-        + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {labels}; device {device}")
+        + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {labels}; device {device}"
+        + (f" x {world.size} processes" if world.enabled else ""))
 
     torch.manual_seed(cfg.seed)
-    model = engine.build_model(cfg, len(labels))
-    data_config = eval_data_config(model, cfg.img_size)
-    model.pretrained_cfg = trained_pretrained_cfg(model, data_config)
-    model.to(device)
+    net = engine.build_model(cfg, len(labels))
+    data_config = eval_data_config(net, cfg.img_size)
+    net.pretrained_cfg = trained_pretrained_cfg(net, data_config)
+    net.to(device)
     if cfg.amp and device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    params = engine.set_trainable(model, cfg.unfreeze)
+        net.to(memory_format=torch.channels_last)
+    params = engine.set_trainable(net, cfg.unfreeze)
+    model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world.enabled else net
     optimizer = engine.make_optimizer(cfg, params)
     scheduler = engine.make_scheduler(cfg, optimizer)
     weight = engine.class_weights(splits.train.counts(len(labels)), cfg.class_weights)
@@ -109,16 +138,17 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool = T
 
     from timm.data import create_transform
 
-    train_ds = ImageDataset(splits.train, train_transform(data_config, cfg.hflip, cfg.rotation, cfg.color_jitter))
+    train_loader = _loader(ImageDataset(splits.train, train_transform(data_config, cfg.hflip, cfg.rotation,
+                                                                      cfg.color_jitter)), cfg, device, world, True)
     eval_tf = create_transform(**data_config)
-    val_loader = _loader(ImageDataset(splits.val, eval_tf), cfg, device, shuffle=False)
+    val_loader = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
 
     history: list[dict] = []
     best_loss, best_epoch, bad_epochs, stopped, start = float("inf"), 0, 0, False, 1
     state = checkpoint.load_state(out) if cfg.resume else None
     if state is not None:
         _resume_check(state, cfg, fingerprint)
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best_loss, best_epoch = list(state["history"]), state["best_loss"], state["best_epoch"]
@@ -127,51 +157,58 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool = T
     elif cfg.resume:
         log(f"--resume: no checkpoint in {out / checkpoint.CHECKPOINT_DIR}, starting from epoch 1")
 
-    run_start = time.perf_counter()
     for epoch in range(start, cfg.epochs + 1):
         if stopped:
             break
         t0 = time.perf_counter()
-        loader = _loader(train_ds, cfg, device, shuffle=True, generator=engine.seed_epoch(cfg.seed, epoch))
+        engine.seed_epoch(cfg.seed, epoch, world.rank)
+        train_loader.sampler.set_epoch(epoch)  # the shuffle of this epoch, the same on every rank
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = engine.train_one_epoch(model, loader, criterion, optimizer, device, cfg.amp,
-                                                       scaler, desc=f"epoch {epoch}/{cfg.epochs}", show=progress)
-        y, p = engine.predict(model, val_loader, device, cfg.amp, desc="validate", show=progress)
+        loss_sum, correct, seen = distributed.sum_all(list(engine.train_one_epoch(
+            model, train_loader, criterion, optimizer, device, cfg.amp, scaler,
+            desc=f"epoch {epoch}/{cfg.epochs}", show=progress)), world)
+        y, p = _predict(model, val_loader, device, cfg, world, "validate", progress)
         val_loss = engine.mean_loss(y, p, weight)
         val_acc = float((p.argmax(1) == y).mean())
         scheduler.step()
-        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                   lr=lr, seconds=time.perf_counter() - t0)
+        row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
+                   val_loss=val_loss, val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
         history.append(row)
-        improved = val_loss < best_loss
+        improved = val_loss < best_loss  # every rank sees the same gathered val set: same decision
         if improved:
             best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
-            checkpoint.save_best(out, model.state_dict())
+            if world.main:
+                checkpoint.save_best(out, net.state_dict())
         else:
             bad_epochs += 1
         stopped = cfg.patience > 0 and bad_epochs >= cfg.patience
-        checkpoint.save_state(out, dict(epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                        scheduler=scheduler.state_dict(), history=history, best_loss=best_loss,
-                                        best_epoch=best_epoch, bad_epochs=bad_epochs, stopped=stopped,
-                                        config=cfg.to_dict(), fingerprint=fingerprint))
-        log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.3f}  |  "
+        if world.main:
+            checkpoint.save_state(out, dict(epoch=epoch, model=net.state_dict(), optimizer=optimizer.state_dict(),
+                                            scheduler=scheduler.state_dict(), history=history, best_loss=best_loss,
+                                            best_epoch=best_epoch, bad_epochs=bad_epochs, stopped=stopped,
+                                            config=cfg.to_dict(), fingerprint=fingerprint))
+        log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  |  "
             f"val loss {val_loss:.4f} acc {val_acc:.3f}  |  lr {lr:.2e}  {row['seconds']:.1f}s"
             + ("  * best" if improved else "")
             + (f"\nearly stopping: no val-loss improvement for {cfg.patience} epochs" if stopped else ""))
 
-    model.load_state_dict(checkpoint.load_best(out))
+    distributed.barrier(world)  # rank 0 has written the best weights
+    net.load_state_dict(checkpoint.load_best(out))
     metrics, preds = {}, {}
     for name, split in (("validation", splits.val), ("test", splits.test)):
         if split is None:
             continue
-        loader = val_loader if name == "validation" else _loader(ImageDataset(split, eval_tf), cfg, device, False)
-        preds[name] = engine.predict(model, loader, device, cfg.amp, desc=name, show=progress)
+        loader = val_loader if name == "validation" else _loader(ImageDataset(split, eval_tf), cfg, device, world, False)
+        preds[name] = _predict(model, loader, device, cfg, world, name, progress)
         metrics[name] = evaluate(*preds[name], labels)
-    run_info = dict(device=str(device), epochs_run=len(history), best_epoch=best_epoch, best_val_loss=best_loss,
-                    stopped_early=stopped, train_seconds=round(sum(h["seconds"] for h in history), 2))
-    train_config = {"config": cfg.to_dict(), "versions": versions(), "dataset": fingerprint, "run": run_info}
-    publish(out, model.cpu(), labels, data_config, metrics, preds, history, train_config)
-    log(report(metrics, out))
+    if world.main:
+        run_info = dict(device=str(device), processes=world.size, epochs_run=len(history), best_epoch=best_epoch,
+                        best_val_loss=best_loss, stopped_early=stopped,
+                        train_seconds=round(sum(h["seconds"] for h in history), 2))
+        train_config = {"config": cfg.to_dict(), "versions": versions(), "dataset": fingerprint, "run": run_info}
+        publish(out, net.cpu(), labels, data_config, metrics, preds, history, train_config)
+        log(report(metrics, out))
+    distributed.barrier(world)
     return out
 
 
