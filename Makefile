@@ -1,10 +1,11 @@
-# Two commands: `make demo` (train on the built-in synthetic data) and `make test`.
+# Two commands: `make demo` (train on the built-in synthetic data, then serve it in the app) and `make test`.
 # Both create or reuse the virtual environment in $(VENV) from requirements.txt.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO ?= runs/demo
+DEMO_PORT ?= 7860
 
 .PHONY: venv demo test clean
 
@@ -20,6 +21,11 @@ demo: $(STAMP)
 	$(PY) -m train.synthetic $(DEMO)/data --classes 3 --per-class 80 --size 128
 	$(PY) -m train --data $(DEMO)/data --no-pretrained --unfreeze all --epochs 8 --img-size 96 \
 		--batch-size 16 --rotation 0 --color-jitter 0 --out $(DEMO)/model
+# A few sample images travel with the model (published as examples/, shown in the app's Examples tab).
+	mkdir -p $(DEMO)/model/examples
+	for d in $(DEMO)/data/*/; do cp "$$(ls "$$d"*.png | tail -n 1)" $(DEMO)/model/examples/; done
+# Last: serve the model just trained (Ctrl+C stops it); Gradio prints the URL.
+	$(PY) space/app.py --model $(DEMO)/model --port $(DEMO_PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -39,10 +39,17 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
                                         LocalEntryNotFoundError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
+    from hub.publish import _network_errors
+
     where = f"{repo_id}@{revision or 'main'}"
+    fetch = dict(revision=revision, cache_dir=cache_dir, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, *PICKLE_NAMES])
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir,
-                                        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, *PICKLE_NAMES]))
+        try:
+            folder = Path(snapshot_download(repo_id, **fetch))
+        except _network_errors():
+            # huggingface_hub falls back to the cache by itself only when it cannot connect; a connection
+            # dropped mid-answer lands here: serve this revision's cached snapshot if there is one.
+            folder = Path(snapshot_download(repo_id, local_files_only=True, **fetch))
     except RepositoryNotFoundError:
         raise ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid "
                              "token was given: set HF_TOKEN or run `hf auth login`)") from None

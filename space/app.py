@@ -1,0 +1,234 @@
+"""Explainable image classifier: a Gradio app serving one model revision, with Grad-CAM and Score-CAM.
+
+    MODEL_ID=org/her2-resnet50 MODEL_REVISION=v2 python space/app.py
+    python space/app.py --model runs/demo/model --port 7860 [--share]
+
+The same file is the Space's `app.py`: on a Space, `hub/` sits beside it; in the repository it is one
+folder up. Layout and start-up only: the work is in `handlers.py` (pure functions), the model in
+`serving.py`, the sample images in `samples.py`, the upload widget in `upload.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import html
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+try:  # ZeroGPU: `spaces` patches torch and must be imported before anything touches CUDA
+    import spaces  # noqa: F401
+except ImportError:  # not on a Space: plain CUDA or CPU
+    pass
+try:  # at a Space root `hub/` is beside this file; in the repository it is one level up
+    import hub  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gradio as gr  # noqa: E402
+from gradio import processing_utils  # noqa: E402
+
+import handlers  # noqa: E402
+import samples as sample_images  # noqa: E402
+from serving import GPU_SECONDS, Served, load, on_gpu  # noqa: E402
+from upload import ImagePath  # noqa: E402
+
+TITLE = "Explainable image classifier"
+DISCLAIMER = ("**Research use only, not a medical device.** The predictions and heatmaps are not a diagnosis "
+              "and must not be used for clinical decisions.")
+QUEUE_SIZE = 16        # waiting requests beyond this are refused with "queue full", not piled up
+CONCURRENCY = 2        # model calls at once; CPU inference already uses every core
+STATE_SECONDS = 900    # how long a session keeps its last explanation (for the opacity slider)
+MAX_FILE_SIZE = "64mb"
+
+
+def ui(fn: Callable) -> Callable:
+    """Wrap a handler for Gradio: a UserError becomes a gr.Error with the same message (no traceback)."""
+    @functools.wraps(fn)
+    def wrapper(*args):
+        try:
+            return fn(*args)
+        except handlers.UserError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+    return wrapper
+
+
+def card_links(served: Served) -> str:
+    """Markdown naming the served model, the commit it resolved to, and where its card is."""
+    if served.is_hub:
+        from huggingface_hub import constants
+
+        repo = f"{constants.ENDPOINT}/{served.source}"
+        card = f"{repo}/blob/{served.commit}/README.md" if served.commit else repo  # the card of this revision
+        parts = [f"Model [**{handlers.md_escape(served.source)}**]({repo}) ([model card]({card}))",
+                 f"revision `{html.escape(served.revision or 'main')}`"]
+        if served.commit:
+            parts.append(f"commit [`{served.commit[:12]}`]({repo}/tree/{served.commit})")
+    else:
+        parts = [f"Model folder `{html.escape(served.source)}` (model card: `README.md` in that folder)"]
+    if served.ready:
+        clf = served.classifier
+        k = served.scorecam_channels
+        parts += [f"device `{clf.device.type}`",
+                  f"Score-CAM {'fast, k = ' + str(k) + ' channels' if k else 'exact'}",
+                  f"classes: {', '.join(handlers.md_escape(label) for label in clf.labels)}"]
+    return " · ".join(parts)
+
+
+def error_banner(served: Served) -> str:
+    """A red HTML banner saying why no model is loaded ('' when one is)."""
+    if served.ready:
+        return ""
+    return ('<div id="model-error" role="alert" style="border:2px solid #c0392b;background:#fdecea;color:#7b241c;'
+            'padding:12px;border-radius:8px"><b>The model could not be loaded.</b> '
+            f"{html.escape(served.error or 'unknown error')}<br>The app is running, but every request "
+            "answers with this error until it is restarted with a model that loads.</div>")
+
+
+def png(image) -> str:
+    """Save a PIL image as PNG in Gradio's cache (cleaned by `delete_cache`) and return its path."""
+    from gradio.utils import get_upload_folder
+
+    return processing_utils.save_pil_to_cache(image, cache_dir=get_upload_folder(), name="overlay", format="png")
+
+
+def cam_tab(served: Served, image: ImagePath, method: str, targets: list) -> None:
+    """One method's tab: class, opacity, run; heatmap vs overlay slider, PNG download, time."""
+    with gr.Row():
+        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain", scale=2)
+        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity (redraws, no recompute)",
+                            scale=2, elem_id=f"{method}-opacity")
+        run = gr.Button(f"Run {handlers.METHOD_NAMES[method]}", variant="primary", scale=1)
+    slider = gr.ImageSlider(label="Raw heatmap | overlay (drag to compare)", format="png", type="pil",
+                            elem_id=f"{method}-slider")
+    with gr.Row():
+        download = gr.DownloadButton("Download overlay PNG", scale=1, elem_id=f"{method}-download")
+        info = gr.Markdown(label="summary", elem_id=f"{method}-summary")
+    with gr.Accordion("Details (JSON)", open=False):
+        numbers = gr.JSON(label="details")
+    last = gr.State(None, time_to_live=STATE_SECONDS)
+
+    def compute(image, target, opacity):
+        r = handlers.explain(served, image, method, target, opacity)
+        return (r.heatmap, r.overlay), png(r.overlay), r.summary, r.details, r.explanation
+
+    def restyle(explanation, opacity):
+        if explanation is None:  # nothing computed yet in this session
+            return gr.skip(), gr.skip()
+        heat, over = handlers.render(explanation, opacity)
+        return (heat, over), png(over)
+
+    seconds = GPU_SECONDS["slow" if method == "scorecam" and not served.scorecam_channels else "fast"]
+    run.click(on_gpu(ui(compute), seconds), [image, target, opacity], [slider, download, info, numbers, last],
+              api_name=method)
+    opacity.release(ui(restyle), [last, opacity], [slider, download], api_visibility="private",
+                    concurrency_limit=None)
+
+
+def compare_tab(served: Served, image: ImagePath, targets: list) -> None:
+    """Both methods side by side on the same image and class, each with its time and faithfulness."""
+    with gr.Row():
+        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain", scale=2)
+        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=2)
+        run = gr.Button("Compare", variant="primary", scale=1)
+    with gr.Row():
+        grad = gr.Image(label="Grad-CAM", format="png", type="pil", interactive=False, elem_id="compare-gradcam")
+        score = gr.Image(label="Score-CAM", format="png", type="pil", interactive=False, elem_id="compare-scorecam")
+    table = gr.Markdown(label="summary", elem_id="compare-table")
+    with gr.Accordion("Details (JSON)", open=False):
+        numbers = gr.JSON(label="details")
+
+    def compute(image, target, opacity):
+        r = handlers.compare(served, image, target, opacity)
+        return r.gradcam.overlay, r.scorecam.overlay, r.table, {"gradcam": r.gradcam.details,
+                                                                 "scorecam": r.scorecam.details}
+
+    run.click(on_gpu(ui(compute), GPU_SECONDS["slow"]), [image, target, opacity], [grad, score, table, numbers],
+              api_name="compare")
+
+
+def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None, queue_size: int = QUEUE_SIZE,
+               concurrency: int = CONCURRENCY) -> gr.Blocks:
+    """The app for one served model (or its load error): header, shared upload, one tab per task."""
+    targets = [("Predicted class", handlers.PREDICTED)] + [(label, label) for label in served.labels]
+    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(f"# {TITLE}\n{DISCLAIMER}\n\n{card_links(served)}", elem_id="header")
+        gr.HTML(error_banner(served), visible=not served.ready)
+        image = ImagePath(label="Image (PNG, JPEG, TIFF, ...; greyscale, 16-bit and RGBA work)",
+                          sources=["upload", "clipboard"], height=300, elem_id="input-image")
+        with gr.Tabs():
+            with gr.Tab("Classify", id="classify"):
+                run = gr.Button("Classify", variant="primary")
+                label = gr.Label(num_top_classes=min(5, len(served.labels) or 1), label="Top classes",
+                                 elem_id="top-classes")
+                run.click(on_gpu(ui(lambda image: handlers.classify(served, image))), [image], [label],
+                          api_name="classify")
+            with gr.Tab("Grad-CAM", id="gradcam"):
+                cam_tab(served, image, "gradcam", targets)
+            with gr.Tab("Score-CAM", id="scorecam"):
+                cam_tab(served, image, "scorecam", targets)
+            with gr.Tab("Compare", id="compare"):
+                compare_tab(served, image, targets)
+            with gr.Tab("Examples", id="examples"):
+                examples = examples or []
+                gr.Markdown("Click a sample to load it as the image above." if examples else
+                            "No sample images: this model has no `examples/` folder.")
+                gallery = gr.Gallery(examples, columns=6, height="auto", allow_preview=False, label="Samples",
+                                     interactive=False, elem_id="samples")
+
+                def pick(evt: gr.SelectData):  # the clicked sample becomes the shared input image
+                    return examples[evt.index][0]
+
+                gallery.select(pick, None, image, api_visibility="private")
+    demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
+    return demo
+
+
+def channels_option(value: str):
+    """--scorecam-channels: 'auto', or k >= 0 (0 = exact Score-CAM)."""
+    if value == "auto":
+        return value
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line options; the model defaults come from the environment (Space variables)."""
+    p = argparse.ArgumentParser(prog="python space/app.py", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=os.environ.get("MODEL_ID", ""),
+                   help="Hub repo id or local model folder (env MODEL_ID)")
+    p.add_argument("--revision", default=os.environ.get("MODEL_REVISION") or None,
+                   help="tag, branch or commit of a Hub model (env MODEL_REVISION; default: main, or the "
+                        "@rev in --model)")
+    p.add_argument("--host", default=None, help="address to bind (default: GRADIO_SERVER_NAME or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--scorecam-channels", default="auto", type=channels_option,
+                   help="k for fast Score-CAM; 0 = exact; auto = 64 on CPU, exact on GPU")
+    p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="model calls run at once")
+    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="requests that may wait in the queue")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Load the model (or keep why it failed), build the app, serve it."""
+    args = parser().parse_args(argv)
+    served = load(args.model, args.revision, device=args.device, scorecam_channels=args.scorecam_channels)
+    if served.ready:
+        where = f"{served.source}@{served.revision} (commit {served.commit})" if served.is_hub else served.source
+        print(f"serving {where} on {served.classifier.device}", flush=True)
+    else:
+        print(f"model not loaded: {served.error}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="space-samples-") as scratch:  # synthetic samples, removed on exit
+        examples = sample_images.collect(served, Path(scratch))
+        demo = build_demo(served, examples, queue_size=args.queue_size, concurrency=args.concurrency)
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
+
+
+if __name__ == "__main__":
+    main()

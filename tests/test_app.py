@@ -1,0 +1,431 @@
+"""The Gradio app (space/): pure handlers, every named endpoint through gradio_client, concurrency,
+bad uploads, model-load failures and the offline cache, a model pinned on the test Hub, deploy-space.
+
+Quick models keep this file fast: an untrained 64 px ResNet50 for the app plumbing (app_fixtures)
+and the session's `tiny_models` where a model has to come from training and the Hub.
+"""
+from __future__ import annotations
+
+import gc
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_fixtures import (LABELS, ROOT, SCORECAM_K, launch, one_torch_thread, random_model,  # noqa: F401
+                          random_model_folder, running_app, sample_paths, served)
+from hub import from_pretrained
+from hub.publish import PublishError, push
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import app  # noqa: E402
+import handlers  # noqa: E402
+import samples as sample_images  # noqa: E402
+import serving  # noqa: E402
+
+ENDPOINTS = ("/classify", "/gradcam", "/scorecam", "/compare")
+# gradio 6.31 calls pandas APIs that pandas 3 deprecates, inside its queue: not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+
+
+# ---- files users upload ------------------------------------------------------------------------------------------
+
+def png_bytes(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **kw)
+    return buf.getvalue()
+
+
+def bomb_png(width: int = 10_000, height: int = 10_000) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's calling card)."""
+    data = bytearray(png_bytes(Image.new("L", (1, 1))))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+def exif_rotated_jpeg() -> bytes:
+    """An 80x40 JPEG whose EXIF orientation (6) says: show it rotated, 40 wide and 80 high."""
+    img = Image.new("RGB", (80, 40), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {  # file name -> (bytes, what the message must say)
+    "notes.png": (b"hello, this is a text file and not an image\n" * 20, "not an image file"),
+    "truncated.png": (None, "corrupt or truncated"),
+    "empty.png": (b"", "empty"),
+    "bomb.png": (None, "too large"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, sample_paths) -> dict[str, tuple[Path, str]]:
+    out = tmp_path_factory.mktemp("bad-uploads")
+    whole = sample_paths[0].read_bytes()
+    files = {}
+    for name, (data, message) in BAD_UPLOADS.items():
+        if name == "truncated.png":
+            data = whole[: len(whole) // 2]
+        elif name == "bomb.png":
+            data = bomb_png()
+        (out / name).write_bytes(data)
+        files[name] = (out / name, message)
+    return files
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory, sample_paths) -> dict[str, tuple[Path, tuple[int, int]]]:
+    """Greyscale, RGBA, 16-bit and EXIF-rotated images, with the (height, width) they should have."""
+    out = tmp_path_factory.mktemp("odd-uploads")
+    base = Image.open(sample_paths[0]).convert("RGB")
+    ramp = (np.arange(60 * 50, dtype=np.uint32).reshape(50, 60) * 7 % 4096).astype(np.uint16)  # 12-bit scanner
+    files = {"grey.png": png_bytes(base.convert("L")), "rgba.png": png_bytes(base.convert("RGBA")),
+             "sixteen.png": png_bytes(Image.fromarray(ramp)), "rotated.jpg": exif_rotated_jpeg()}
+    shapes = {"grey.png": (96, 96), "rgba.png": (96, 96), "sixteen.png": (50, 60), "rotated.jpg": (80, 40)}
+    result = {}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+        result[name] = (out / name, shapes[name])
+    return result
+
+
+# ---- pure handlers ----------------------------------------------------------------------------------------------
+
+def test_classify_uses_the_models_own_labels(served, random_model, sample_paths):
+    probs = handlers.classify(served, str(sample_paths[0]))
+    assert sorted(probs) == sorted(json.loads((random_model / "config.json").read_text())["label_names"])
+    assert list(probs.values()) == sorted(probs.values(), reverse=True)
+    assert probs == pytest.approx(served.classifier.predict(sample_paths[0]))
+
+
+def test_explain_both_methods_say_how_they_ran(served, sample_paths):
+    path = str(sample_paths[1])
+    grad = handlers.explain(served, path, "gradcam")
+    assert grad.heatmap.size == grad.overlay.size == (96, 96)
+    assert grad.details["mode"] == "gradient" and "Grad-CAM" in grad.summary and " s**" in grad.summary
+    score = handlers.explain(served, path, "scorecam", target="checker", opacity=0.8)
+    assert score.explanation.label == "checker" and score.details["label"] == "checker"
+    assert score.details["mode"] == "fast" and score.details["masked_passes"] == SCORECAM_K
+    assert f"fast Score-CAM: {SCORECAM_K} masked passes" in score.summary
+    assert -1.0 <= score.details["faithfulness"] <= 1.0
+    heat, over = handlers.render(score.explanation, 0.0)  # opacity 0: the overlay is the image itself
+    assert np.array_equal(np.asarray(over), np.asarray(score.explanation.image))
+    assert served.scorecam_channels == SCORECAM_K and serving.default_channels(served.classifier.device) == 64
+
+
+def test_compare_explains_one_class_with_both_methods(served, sample_paths):
+    result = handlers.compare(served, str(sample_paths[2]), opacity=0.4)
+    assert result.gradcam.explanation.target == result.scorecam.explanation.target
+    assert result.gradcam.details["method"] == "gradcam" and result.scorecam.details["method"] == "scorecam"
+    assert "| Grad-CAM |" in result.table and "| Score-CAM |" in result.table and "Faithfulness" in result.table
+
+
+def test_user_mistakes_are_plain_errors(served, sample_paths):
+    path = str(sample_paths[0])
+    with pytest.raises(handlers.UserError, match="Unknown class 'tumour'; the model's classes are: ring"):
+        handlers.explain(served, path, "gradcam", target="tumour")
+    with pytest.raises(handlers.UserError, match="Opacity must be between 0 and 1"):
+        handlers.explain(served, path, "gradcam", opacity=3)
+    with pytest.raises(handlers.UserError, match="No image"):
+        handlers.classify(served, None)
+    missing = serving.Served("org/x", "v1", error="org/x: repository not found on the Hub")
+    with pytest.raises(handlers.UserError, match="The model is not available: org/x: repository not found"):
+        handlers.compare(missing, path)
+
+
+def test_bad_uploads_get_their_own_message(served, bad_files):
+    for name, (path, message) in bad_files.items():
+        with pytest.raises(handlers.UserError) as info:
+            handlers.classify(served, str(path))
+        text = str(info.value)
+        assert message in text and f"'{name}'" in text, text
+        assert str(path.parent) not in text  # the server's temporary path is not shown
+
+
+def test_greyscale_rgba_16bit_and_exif_rotated_just_work(served, odd_files):
+    for name, (path, (height, width)) in odd_files.items():
+        assert sum(handlers.classify(served, str(path)).values()) == pytest.approx(1.0, abs=1e-4), name
+        result = handlers.explain(served, str(path), "gradcam")
+        assert result.explanation.heatmap.shape == (height, width), name  # EXIF orientation applied
+
+
+def test_huge_images_are_shrunk_for_display(served, tmp_path):
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (5000, 1000), (90, 90, 90)).save(path)
+    assert handlers.read_image(str(path)).size == (handlers.DISPLAY_MAX_SIDE, 410)
+
+
+def test_labels_are_escaped_in_markdown_and_html(tmp_path):
+    labels = ['<img src=x onerror="alert(1)">', "a*b_[c](d)", "plain"]
+    folder = random_model_folder(tmp_path / "html-labels", size=32, labels=labels)
+    served = serving.load(str(folder), scorecam_channels=SCORECAM_K)
+    assert served.labels == labels  # labels come from config.json, verbatim
+    header = app.card_links(served)
+    assert "<img" not in header and "&lt;img" in header and r"a\*b\_\[c\]\(d\)" in header
+    assert "<img" not in handlers.md_escape(labels[0])
+    banner = app.error_banner(serving.Served("x/y", None, error="<script>alert(1)</script>"))
+    assert "<script>" not in banner and "&lt;script&gt;" in banner
+
+
+def test_memory_flat_and_hooks_released_over_hundreds_of_requests(tmp_path, sample_paths):
+    # resnet18 at 32 px: the same code paths as ResNet50 (timm feature split) at a fraction of the cost
+    folder = random_model_folder(tmp_path / "m32", size=32, arch="resnet18")
+    served = serving.load(str(folder), scorecam_channels=2)
+    path = str(sample_paths[0])
+
+    def rss_mb() -> float:
+        gc.collect()
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def burst(n):
+        for i in range(n):
+            handlers.explain(served, path, "gradcam" if i % 2 else "scorecam", LABELS[i % 3])
+
+    burst(40)  # warm up allocator caches
+    before = rss_mb()
+    burst(200)
+    grown = rss_mb() - before
+    assert grown < 40, f"resident memory grew {grown:.0f} MiB over 200 requests"
+    for module in served.classifier.model.modules():  # no hook is left behind on the shared model
+        assert not module._forward_hooks and not module._forward_pre_hooks and not module._backward_hooks
+
+
+# ---- the app, launched in-process and called like a user's script ---------------------------------------------
+
+def test_named_endpoints_answer_like_the_handlers(running_app, served, sample_paths):
+    client = Client(running_app.url, verbose=False)
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert named == set(ENDPOINTS)
+    image = handle_file(str(sample_paths[3]))
+    top = client.predict(image, api_name="/classify")
+    expected = handlers.classify(served, str(sample_paths[3]))
+    assert top["label"] == next(iter(expected))
+    assert {c["label"]: c["confidence"] for c in top["confidences"]} == pytest.approx(expected)
+    for method in ("gradcam", "scorecam"):
+        (heat, over), png, summary, details = client.predict(image, "cross", 0.5, api_name=f"/{method}")
+        assert details["label"] == "cross" and details["method"] == method and details["seconds"] > 0
+        assert Image.open(png).format == "PNG" and Image.open(png).size == Image.open(over).size == (96, 96)
+        assert Image.open(heat).size == (96, 96) and handlers.METHOD_NAMES[method] in summary
+    grad_png, score_png, table, both = client.predict(image, "", 0.5, api_name="/compare")
+    assert both["gradcam"]["target"] == both["scorecam"]["target"] and "Faithfulness" in table
+    assert both["scorecam"]["mode"] == "fast" and Image.open(score_png).size == (96, 96)
+
+
+def test_bad_uploads_through_the_api(running_app, bad_files, odd_files):
+    client = Client(running_app.url, verbose=False)
+    for name, (path, message) in bad_files.items():
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(str(path)), api_name="/classify")
+    path, (height, width) = odd_files["rotated.jpg"]
+    (heat, _), _, _, details = client.predict(handle_file(str(path)), "", 0.5, api_name="/gradcam")
+    assert details["image_size"] == [width, height] and Image.open(heat).size == (width, height)
+    with pytest.raises(AppError, match="tumour is not in the list of choices"):  # Gradio checks the dropdown
+        client.predict(handle_file(str(path)), "tumour", 0.5, api_name="/scorecam")
+
+
+def test_eight_concurrent_clients_get_the_sequential_results(running_app, served, sample_paths):
+    jobs = [(str(sample_paths[i % len(sample_paths)]), ["", "ring", "cross", "checker"][i % 4],
+             "gradcam" if i % 2 == 0 else "scorecam") for i in range(8)]
+    expected = [handlers.explain(served, path, method, target, 0.5) for path, target, method in jobs]
+    clients = [Client(running_app.url, verbose=False) for _ in jobs]
+    start = threading.Barrier(len(jobs))
+
+    def call(i):
+        path, target, method = jobs[i]
+        start.wait()
+        return [clients[i].predict(handle_file(path), target, 0.5, api_name=f"/{method}") for _ in range(2)]
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(call, range(len(jobs))))
+    for runs, want in zip(results, expected):
+        for (heat, over), png, _, details in runs:
+            assert (details["target"], details["mode"]) == (want.details["target"], want.details["mode"])
+            assert details["probability"] == pytest.approx(want.details["probability"], abs=1e-5)
+            for got, ref in ((heat, want.heatmap), (over, want.overlay), (png, want.overlay)):
+                diff = np.abs(np.asarray(Image.open(got).convert("RGB"), np.int16) - np.asarray(ref, np.int16))
+                assert diff.max() <= 1
+    assert running_app.demo._queue.max_size == app.QUEUE_SIZE  # bounded queue
+
+
+# ---- model from the Hub: pinned revision, load failures, offline cache ------------------------------------------
+
+def test_serves_a_pinned_revision_from_the_hub(hub_server, hub_token, repo_id, tiny_models, tiny_data, tmp_path):
+    folder = tmp_path / "v1"  # v1 with a sample image, which the Examples tab takes from the repo
+    shutil.copytree(tiny_models[0], folder, ignore=shutil.ignore_patterns("checkpoints"))
+    (folder / "examples").mkdir()
+    shutil.copy(next((tiny_data / "cross").glob("*.png")), folder / "examples" / "cross_case.png")
+    first = push(folder, repo_id, tag="v1")
+    push(tiny_models[1], repo_id, tag="v2")  # main moves on; the app must still serve v1
+    served = serving.load(repo_id, "v1", scorecam_channels=SCORECAM_K)
+    assert served.ready, served.error
+    assert (served.source, served.revision, served.commit) == (repo_id, "v1", first.commit)
+    header = app.card_links(served)
+    assert repo_id in header and first.commit[:12] in header and f"{hub_server.url}/{repo_id}" in header
+    examples = sample_images.collect(served, tmp_path / "synthetic")
+    assert [caption for _, caption in examples][:1] == ["cross_case"] and len(examples) == 4  # + 3 synthetic
+    image = next((tiny_data / "ring").glob("*.png"))
+    running = launch(served)
+    try:
+        top = Client(running.url, verbose=False).predict(handle_file(str(image)), api_name="/classify")
+    finally:
+        running.demo.close()
+    local = from_pretrained(tiny_models[0], device="cpu").predict(image)
+    assert {c["label"]: c["confidence"] for c in top["confidences"]} == pytest.approx(local, abs=1e-6)
+
+
+def test_model_load_failures_still_start_the_app_and_say_why(hub_server, hub_token, repo_id, tiny_models,
+                                                             tmp_path, sample_paths):
+    push(tiny_models[0], repo_id, tag="v1")
+    assert "repository not found" in serving.load("testorg/no-such-model").error
+    assert "revision 'v7' not found" in serving.load(repo_id, "v7").error
+    bad = tmp_path / "mismatched"
+    shutil.copytree(tiny_models[0], bad, ignore=shutil.ignore_patterns("checkpoints"))
+    cfg = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**cfg, "num_classes": 5}))
+    assert "num_classes=5" in serving.load(str(bad)).error
+    assert "no model given" in serving.load("").error
+    assert serving.load(f"{repo_id}@v1").revision == "v1"
+    latest = serving.load(repo_id)
+    assert latest.revision == "main" and sample_images.collect(latest, None) == []  # no examples/ in this repo
+    failed = serving.load(repo_id, "v7")
+    running = launch(failed)
+    try:
+        client = Client(running.url, verbose=False)
+        assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == set(ENDPOINTS)
+        for endpoint, args in (("/classify", ()), ("/gradcam", ("", 0.5)), ("/compare", ("", 0.5))):
+            with pytest.raises(AppError, match="The model is not available: .*revision 'v7' not found"):
+                client.predict(handle_file(str(sample_paths[0])), *args, api_name=endpoint)
+        values = [c.get("props", {}) for c in running.demo.config["components"]]
+        banner = [p for p in values if isinstance(p.get("value"), str) and 'id="model-error"' in p["value"]]
+        assert len(banner) == 1 and banner[0]["visible"] is not False
+        assert "revision &#x27;v7&#x27; not found" in banner[0]["value"]
+    finally:
+        running.demo.close()
+
+
+def test_falls_back_to_the_cached_revision_when_the_hub_is_down(hub_server, hub_token, repo_id, tiny_models):
+    """Connection refused and a connection dropped mid-answer both fall back to the cached snapshot."""
+    first = push(tiny_models[0], repo_id, tag="v1")
+    push(tiny_models[1], repo_id, tag="v2")
+    assert serving.load(repo_id, "v1").commit == first.commit  # online: downloads v1 into the cache
+    hub_server.stop()
+    try:
+        cached = serving.load(repo_id, "v1")
+        assert cached.ready, cached.error
+        assert cached.commit == first.commit
+        never = serving.load(repo_id, "v2")  # never downloaded: nothing to fall back to
+        assert not never.ready and "cannot be reached" in never.error
+    finally:
+        hub_server.start()
+    stopped = hub_server.kill_on("GET", rf"^/api/models/{repo_id}/revision/v1")  # dies while answering
+    try:
+        dropped = serving.load(repo_id, "v1")
+        assert dropped.ready, dropped.error
+        assert dropped.commit == first.commit and stopped.wait(10)
+    finally:
+        hub_server.clear_faults()
+        hub_server.start()
+
+
+# ---- deploy-space --------------------------------------------------------------------------------------------------
+
+def test_deploy_space_is_one_commit_with_the_app_hub_and_variables(hub_server, hub_token, repo_id, tiny_models,
+                                                                   tmp_path, capsys):
+    from huggingface_hub import HfApi, snapshot_download
+
+    from hub.deploy import deploy_space, space_files
+
+    push(tiny_models[0], repo_id, tag="v1")
+    push(tiny_models[1], repo_id, tag="v2")
+    space_id = repo_id.replace("model-", "space-")
+    result = deploy_space(space_id, repo_id, "v1")
+    commits = hub_server.commits(space_id, "space")
+    assert len(commits) == 2 and commits[0]["id"] == result.commit  # repo creation + ONE deploy commit
+    files = set(commits[0]["files"])
+    shipped = {"app.py", "handlers.py", "serving.py", "samples.py", "upload.py", "README.md", "requirements.txt",
+               "hub/__init__.py", "hub/loading.py", "hub/explain.py", "hub/templates/model_card.md"}
+    assert shipped <= files and files == set(space_files()) | {".gitattributes"}
+    assert not [f for f in files if f.startswith(("train/", "tests/", "space/", "bench/")) or "__pycache__" in f]
+    api = HfApi()
+    assert {k: v.value for k, v in api.get_space_variables(space_id).items()} == \
+        {"MODEL_ID": repo_id, "MODEL_REVISION": "v1"}
+    # The Space runs from what was uploaded: `hub` imports from beside app.py, `train` is not there.
+    space = Path(snapshot_download(space_id, repo_type="space", local_dir=str(tmp_path / "space")))
+    readme = (space / "README.md").read_text()
+    assert f"models:\n  - {repo_id}\n" in readme and "sdk: gradio" in readme and "app_file: app.py" in readme
+    probe = ("import pathlib, app, hub, samples; print(hub.__file__); "
+             "print(samples.synthetic_examples(pathlib.Path('x'), ['ring']))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=space, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(space / "hub" / "__init__.py"), "[]"]
+    # Deploying v2 later moves the variable; a file an earlier deploy shipped but this one does not is
+    # deleted in the same single commit.
+    api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="old_module.py", repo_id=space_id, repo_type="space")
+    from hub.__main__ import main
+
+    assert main(["deploy-space", space_id, "--model", repo_id, "--revision", "v2"]) == 0
+    out = capsys.readouterr().out
+    assert f"in one commit: {hub_server.url}/spaces/{space_id}/commit/" in out and f"serving {repo_id}@v2" in out
+    commits = hub_server.commits(space_id, "space")
+    assert len(commits) == 4 and set(commits[0]["files"]) == files
+    assert api.get_space_variables(space_id)["MODEL_REVISION"].value == "v2"
+
+
+def test_deploy_space_cli_errors_are_one_line(hub_server, hub_token, repo_id, tiny_models, capsys):
+    from hub.__main__ import main
+
+    assert main(["deploy-space", "testorg/some-space", "--model", "testorg/no-such-model", "--revision", "v1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not deploying: model testorg/no-such-model" in err
+    assert main(["deploy-space", "testorg/some-space", "--model", str(tiny_models[0])]) == 2
+    assert "a Space cannot read a local folder" in capsys.readouterr().err
+    push(tiny_models[0], repo_id, tag="v1")
+    assert main(["deploy-space", "testorg/some-space", "--model", repo_id, "--revision", "v9"]) == 2
+    assert "revision 'v9' not found" in capsys.readouterr().err
+    with pytest.raises(PublishError, match="not a Space id"):
+        from hub.deploy import deploy_space
+        deploy_space("no-slash", repo_id, "v1")
+
+
+def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
+    monkeypatch.setenv("MODEL_ID", "org/from-env")
+    monkeypatch.setenv("MODEL_REVISION", "v3")
+    args = app.parser().parse_args([])
+    assert (args.model, args.revision, args.share, args.scorecam_channels) == ("org/from-env", "v3", False, "auto")
+    args = app.parser().parse_args(["--model", "org/flag", "--revision", "v4", "--port", "7000", "--share"])
+    assert (args.model, args.revision, args.port, args.share) == ("org/flag", "v4", 7000, True)
+    monkeypatch.delenv("MODEL_REVISION")
+    assert app.parser().parse_args([]).revision is None  # main, unless --model says org/name@rev
+    assert app.parser().parse_args(["--scorecam-channels", "0"]).scorecam_channels == 0  # exact
+    with pytest.raises(SystemExit):
+        app.parser().parse_args(["--scorecam-channels", "many"])
+
+
+def test_app_help_runs_from_the_repository(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "space" / "app.py"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr
+    for flag in ("--model", "--revision", "--port", "--host", "--share", "--scorecam-channels"):
+        assert flag in done.stdout
