@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,10 +15,13 @@ ARGS = ["--no-pretrained", "--unfreeze", "all", "--epochs", "6", "--img-size", "
         "--rotation", "0", "--color-jitter", "0", "--no-hflip", "--dropout", "0", "--patience", "0"]
 
 
-def _run(cmd, tmp_path):
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd):
     # one thread per process: two processes on two cores, no oversubscription
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -26,9 +30,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     make_dataset(tmp_path / "train", classes=3, per_class=40, size=96, seed=1)
     make_dataset(tmp_path / "val", classes=3, per_class=10, size=96, seed=2)
     data = ["--data", str(tmp_path / "train"), "--val-data", str(tmp_path / "val")]
-    _run([sys.executable, "-m", "train", *data, *ARGS, "--out", str(tmp_path / "one")], tmp_path)
+    _run([sys.executable, "-m", "train", *data, *ARGS, "--out", str(tmp_path / "one")])
     two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "train", *data, *ARGS,
-                "--out", str(tmp_path / "two")], tmp_path)
+                "--out", str(tmp_path / "two")])
     assert two.stdout.count("epoch   6/6") == 1  # only rank 0 logs
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())["validation"]
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())["validation"]
