@@ -1,0 +1,259 @@
+"""CAM methods on a normalised input tensor: Grad-CAM and Score-CAM (exact, or fast with k passes).
+
+Each method is a small class over `BaseCAM`; calling one returns a `CamResult` whose `cam` is the
+map at the target layer's resolution, min-max normalised to [0, 1]. Nothing is kept between
+calls, so one instance (or many) may be used from several threads on one shared model.
+
+Score-CAM follows the definition of pytorch-grad-cam's `ScoreCAM` (Wang et al. 2020): every
+activation map, bilinearly upsampled (align_corners=True) and min-max normalised, masks the
+normalised input; the target logits of the masked inputs, softmaxed over channels, weight the
+activation maps; ReLU; min-max normalise. Differences are in cost only: masked inputs are built
+one batch at a time, run without hooks in `inference_mode`, channels_last and (optionally)
+autocast, scores stay on the device until the end, and constant channels (e.g. dead ReLUs) are
+not run: their mask is all zero, so they all share the score of one all-zero input.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hub.split import ModelSplit, split_model
+
+# Fast mode's default k (masked passes) and its k-means steps: chosen by measurement (see the
+# report in bench/explain.py); a few Lloyd steps cluster as well as many.
+FAST_CHANNELS = 32
+KMEANS_STEPS = 5
+# pytorch-grad-cam's epsilon in the mask normalisation; spans below it give (almost) zero masks.
+MASK_EPS = 1e-8
+# Rough peak bytes per masked sample, as a multiple of the input's bytes (ResNet50 in inference
+# keeps a few 256-channel quarter-resolution maps alive: ~16x the input each, plus workspace).
+SAMPLE_BYTES_PER_INPUT_BYTE = 48
+
+
+@dataclass(frozen=True)
+class CamResult:
+    """One class-activation map and the unmasked pass it came from."""
+
+    cam: torch.Tensor       # h x w float32 on the CPU, in [0, 1]
+    logits: torch.Tensor    # num_classes float32 on the CPU (unmasked input)
+    target: int
+    mode: str               # "gradient", "exact" or "fast"
+    passes: int             # masked forward passes run (0 for Grad-CAM)
+    channels: int           # channels of the target layer
+    layer: str
+
+
+def normalise(cam: torch.Tensor) -> torch.Tensor:
+    """Min-max scale to [0, 1]; a flat or non-finite map becomes all zeros instead of NaN."""
+    cam = torch.nan_to_num(cam.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = cam.min(), cam.max()
+    return (cam - lo) / (hi - lo) if hi > lo else torch.zeros_like(cam)
+
+
+def resolve_dtype(device: torch.device, dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
+    """The autocast dtype for masked passes: "auto" is bf16 (else fp16) on CUDA, none on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return None if dtype == torch.float32 else dtype
+    if dtype in (None, "float32", "fp32"):
+        return None
+    if dtype == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
+    return names[dtype]
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (AVX512-BF16 / AMX), i.e. faster than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def auto_batch_size(x: torch.Tensor, dtype: Optional[torch.dtype], limit: int) -> int:
+    """Masked inputs per pass, from free device memory (CUDA) or available RAM (CPU)."""
+    element = torch.finfo(dtype).bits // 8 if dtype else 4
+    per_sample = x[0].numel() * (element + 4) * SAMPLE_BYTES_PER_INPUT_BYTE // 2
+    if x.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(x.device)
+        budget, cap = free // 2, 256
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 2 << 30
+        # CPU throughput stops improving past a few dozen samples; memory is the real limit.
+        budget, cap = free // 4, 32
+    return int(max(1, min(cap, limit, budget // max(per_sample, 1))))
+
+
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+
+
+class BaseCAM:
+    """Shared base: the model split at its target layer (default: the last feature stage)."""
+
+    mode = "base"
+
+    def __init__(self, model: nn.Module, layer: Union[str, nn.Module, None] = None):
+        self.model = model
+        self.split: ModelSplit = split_model(model, layer)
+
+    def __call__(self, x: torch.Tensor, target: Optional[int] = None) -> CamResult:
+        """The map for one normalised 1x3xHxW input and class `target` (default: predicted)."""
+        if x.ndim != 4 or x.shape[0] != 1:
+            raise ValueError(f"expected one image as a 1xCxHxW tensor, got shape {tuple(x.shape)}")
+        with self.split.session():
+            return self.compute(x, target)
+
+    def compute(self, x: torch.Tensor, target: Optional[int]) -> CamResult:
+        """Method-specific work, run while the split's session is held."""
+        raise NotImplementedError
+
+    def _target(self, logits: torch.Tensor, target: Optional[int]) -> int:
+        n = logits.shape[-1]
+        if target is None:
+            return int(logits[0].argmax())
+        if not 0 <= int(target) < n:
+            raise ValueError(f"target {target} is out of range for {n} classes")
+        return int(target)
+
+    def _result(self, cam, logits, target, passes, channels, mode=None) -> CamResult:
+        return CamResult(normalise(F.relu(cam)).cpu(), logits[0].detach().float().cpu(), target,
+                         mode or self.mode, passes, channels, self.split.layer)
+
+
+class GradCAM(BaseCAM):
+    """Grad-CAM: channel weights are the spatial mean of d(target logit)/d(activation)."""
+
+    mode = "gradient"
+
+    def compute(self, x: torch.Tensor, target: Optional[int]) -> CamResult:
+        """One forward (trunk without autograd) and a backward through the head only."""
+        acts, logits, leaf = self.split.run(x, grad=True)
+        t = self._target(logits, target)
+        (grad,) = torch.autograd.grad(logits[0, t], leaf)
+        grads = self.split.grid(grad)
+        weights = grads.float().mean(dim=(2, 3), keepdim=True)
+        cam = (weights * acts.detach().float()).sum(dim=1)[0]
+        return self._result(cam, logits, t, 0, acts.shape[1])
+
+
+class ScoreCAM(BaseCAM):
+    """Exact Score-CAM: one masked pass per non-constant channel of the target layer."""
+
+    mode = "exact"
+
+    def __init__(self, model: nn.Module, layer: Union[str, nn.Module, None] = None,
+                 batch_size: Optional[int] = None, dtype: Union[str, torch.dtype, None] = "auto"):
+        super().__init__(model, layer)
+        self.batch_size, self.dtype = batch_size, dtype
+
+    def compute(self, x: torch.Tensor, target: Optional[int]) -> CamResult:
+        """Base pass in fp32, masked passes batched, weights softmaxed over channels."""
+        with torch.inference_mode():
+            acts, logits, _ = self.split.run(x)
+            t = self._target(logits, target)
+            maps = acts[0].float()                                   # C x h x w
+            lo = maps.amin(dim=(1, 2), keepdim=True)
+            span = maps.amax(dim=(1, 2), keepdim=True) - lo
+            flat = span.flatten() < MASK_EPS
+            varying = (~flat).nonzero().flatten()
+            if varying.numel() == 0:  # nothing varies anywhere: there is nothing to point at
+                return self._result(maps.new_zeros(maps.shape[1:]), logits, t, 0, maps.shape[0], "exact")
+            # The library's masks at feature resolution (normalising commutes with its upsampling).
+            masks = (maps[varying] - lo[varying]) / (span[varying] + MASK_EPS)
+            run, share = self.plan(masks)
+            # Constant channels add a flat term to the map (which normalisation removes) unless
+            # they are non-zero and the map can go negative: only then is the all-zero mask's
+            # score needed (their masks are all zero, so one pass serves them all).
+            constant = maps[flat].sum(dim=0)
+            need_zero = bool(constant.abs().amax() > 0) if constant.numel() else False
+            scores, zero_score = self.masked_scores(x, masks[run], t, need_zero)
+            # Softmax over every non-constant channel, each with its own score (exact) or with
+            # the score of its group's representative (fast); constant channels in the same units.
+            channel_scores = scores[share].float()
+            log_total = torch.logsumexp(channel_scores, dim=0)
+            cam = torch.einsum("c,chw->hw", torch.exp(channel_scores - log_total), maps[varying])
+            if need_zero:
+                cam = cam + torch.exp(zero_score - log_total) * constant
+        mode = self.mode if run.numel() < varying.numel() else "exact"
+        return self._result(cam, logits, t, int(run.numel()) + need_zero, maps.shape[0], mode)
+
+    def plan(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which masks to run, and for each channel the index of the run whose score it takes."""
+        every = torch.arange(masks.shape[0], device=masks.device)
+        return every, every
+
+    def masked_scores(self, x: torch.Tensor, masks: torch.Tensor, target: int, zero: bool):
+        """Target logits of x * upsample(mask) for every mask, batched; one host sync at the end."""
+        device = x.device
+        dtype = resolve_dtype(device, self.dtype)
+        size = x.shape[-2:]
+        if zero:  # the all-zero mask rides along with the first batch
+            masks = torch.cat([masks, masks.new_zeros((1,) + masks.shape[1:])])
+        batch = self.batch_size or auto_batch_size(x, dtype, limit=max(1, masks.shape[0]))
+        out = []
+        for chunk in masks.split(batch):
+            up = F.interpolate(chunk[None], size=size, mode="bilinear", align_corners=True)[0]
+            masked = (x * up[:, None]).contiguous(memory_format=torch.channels_last)
+            with _autocast(device, dtype):
+                out.append(self.model(masked)[:, target].float())
+        scores = torch.cat(out) if out else x.new_zeros(0)
+        if zero:
+            return scores[:-1], scores[-1]
+        return scores, None
+
+
+class FastScoreCAM(ScoreCAM):
+    """Score-CAM with at most `max_channels` (k) masked passes: channels with alike masks share one.
+
+    The channels' masks (min-max normalised activation maps, at feature resolution) are grouped
+    into k clusters by a seeded k-means; the channel nearest each cluster's centre runs its masked
+    pass, and every channel in the cluster takes that score. The softmax and the weighted sum are
+    then exactly Score-CAM's. With k >= the number of channels every channel is its own cluster:
+    exact Score-CAM. Why clusters and not a random or top-k subset: see bench/explain.py.
+    """
+
+    mode = "fast"
+
+    def __init__(self, model: nn.Module, max_channels: int = FAST_CHANNELS,
+                 layer: Union[str, nn.Module, None] = None, batch_size: Optional[int] = None,
+                 dtype: Union[str, torch.dtype, None] = "auto", seed: int = 0):
+        super().__init__(model, layer, batch_size, dtype)
+        if int(max_channels) < 1:
+            raise ValueError(f"max_channels must be at least 1, got {max_channels}")
+        self.max_channels, self.seed = int(max_channels), seed
+
+    def plan(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k-means over the masks; run each cluster's member nearest its centre."""
+        n, k = masks.shape[0], self.max_channels
+        if k >= n:
+            return super().plan(masks)
+        points = masks.flatten(1)
+        gen = torch.Generator().manual_seed(self.seed)   # local: no global RNG state touched
+        centres = points[torch.randperm(n, generator=gen)[:k].to(points.device)]
+        for _ in range(KMEANS_STEPS):
+            groups = torch.cdist(points, centres).argmin(dim=1)
+            sums = torch.zeros_like(centres).index_add_(0, groups, points)
+            counts = torch.bincount(groups, minlength=k)[:, None]
+            centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+        dist = torch.cdist(points, centres)
+        groups = dist.argmin(dim=1)
+        used = groups.unique()                              # clusters that kept members
+        members = groups[:, None] == used[None]
+        run = dist[:, used].masked_fill(~members, torch.inf).argmin(dim=0)
+        slot = torch.full((k,), -1, dtype=torch.long, device=points.device)
+        slot[used] = torch.arange(used.numel(), device=points.device)
+        return run, slot[groups]
