@@ -52,29 +52,23 @@ def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, bins: int
     return float(ece)
 
 
-def per_class_auc(y_true: np.ndarray, y_prob: np.ndarray) -> list[float | None]:
-    """One-vs-rest ROC AUC per class; None where the class has no positives or no negatives."""
+def _one_vs_rest(y_true: np.ndarray, y_prob: np.ndarray, score) -> list:
+    """score(is_class_k, prob_k) per class; None where the class has no positives or no negatives."""
     out = []
     for k in range(y_prob.shape[1]):
         positives = y_true == k
-        if positives.all() or not positives.any():
-            out.append(None)
-        else:
-            out.append(float(roc_auc_score(positives, y_prob[:, k])))
+        out.append(None if positives.all() or not positives.any() else score(positives, y_prob[:, k]))
     return out
+
+
+def per_class_auc(y_true: np.ndarray, y_prob: np.ndarray) -> list[float | None]:
+    """One-vs-rest ROC AUC per class; None where the class has no positives or no negatives."""
+    return _one_vs_rest(y_true, y_prob, lambda pos, p: float(roc_auc_score(pos, p)))
 
 
 def roc_curves(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """(fpr, tpr) per class, one-vs-rest; None where undefined."""
-    out = []
-    for k in range(y_prob.shape[1]):
-        positives = y_true == k
-        if positives.all() or not positives.any():
-            out.append(None)
-        else:
-            fpr, tpr, _ = roc_curve(positives, y_prob[:, k])
-            out.append((fpr, tpr))
-    return out
+    return _one_vs_rest(y_true, y_prob, lambda pos, p: tuple(roc_curve(pos, p)[:2]))
 
 
 def evaluate(y_true: Sequence[int], y_prob: np.ndarray, labels: Sequence[str]) -> dict:
