@@ -4,15 +4,33 @@
     python -m bench.explain --model-dir MODEL_DIR    # a trained timm model folder (say which!)
     python -m bench.explain --quick                  # one image, 128 px, smoke test
 
-Every method runs in its own subprocess (peak RSS = ru_maxrss of that process) on the same model,
+Every method runs in its own subprocess (peak RSS = ru_maxrss of that process after loading,
+"+MB" = above the RSS with the model and images loaded) on the same model,
 images, sizes and thread count. Rows: pytorch-grad-cam ScoreCAM (its default batch size 16,
-fp32), our exact Score-CAM (bf16 autocast where the CPU supports it), our fast Score-CAM (k
-random channels), the free baseline (mean of the activation maps, no masked pass), Grad-CAM
-(ours and the library's), the forward floor (as many plain batched forward passes as our exact
-mode ran, same batch size, dtype and memory format) and one plain fp32 forward. Where the
-library's full Score-CAM would take too long (sizes above --library-full-max), its own
-`get_cam_weights` runs on a fixed share of the channels and the time is extrapolated; the
-output says so, and r against the library is then only available at the smaller sizes.
+fp32); our exact Score-CAM (bf16 autocast where the CPU supports it); our fast Score-CAM (k
+clustered channels, the API's default dtype); random_k, the subset rule the issue found best (k
+random channels, softmax over those only); the free baseline (mean of the activation maps, no
+masked pass); Grad-CAM (ours and the library's); the forward floor (as many plain batched
+forward passes as our exact mode ran, same batch size, dtype and memory format; a share is timed
+and scaled) and one plain fp32 forward. Where the library's full Score-CAM would take too long
+(sizes above --library-full-max), its own `get_cam_weights` runs on a fixed share of the
+channels and the time is extrapolated; the output says so, and r against the library is then
+only available at the smaller sizes. r is Pearson's over the maps resized to the input size.
+
+How fast mode picks its k passes (measured before choosing; ResNet50 briefly trained on the
+MRI set, 9 held-out images at 128 px, every channel's exact score stored, 10 seeds each;
+mean / worst r against exact Score-CAM):
+
+    rule                                   k=16            k=32            k=64
+    top-k by activation mean               0.51 / -0.56    0.52 / -0.61    0.59 / -0.55
+    top-k by activation variance           0.69 /  0.49    0.73 /  0.61    0.78 /  0.61
+    random k, softmax over them            0.79 / -0.10    0.88 /  0.56    0.95 /  0.79
+    random k + uniform control variate     0.95 /  0.72    0.97 /  0.77    0.99 /  0.93
+    k-means of the masks, nearest member   0.993 / 0.93    0.997 / 0.978   0.998 / 0.993
+    free baseline (mean activation map)    0.86 / 0.77 (no passes)
+
+The last rule is FastScoreCAM: channels whose masks look alike get alike scores, so one pass
+per cluster of masks, shared by its members, keeps nearly all of Score-CAM's weighting.
 """
 from __future__ import annotations
 
@@ -31,8 +49,11 @@ import numpy as np
 
 from hub.cam import FAST_CHANNELS
 
-DEFAULT_DATA = "/work/shared/data/brain-mri-figshare/train"
-METHODS = ("library_scorecam", "exact", "fast", "baseline", "gradcam", "library_gradcam", "floor", "forward")
+# The real MRI slices sit beside the repository (never copied into it); --data or $EXPLAIN_BENCH_DATA overrides.
+DEFAULT_DATA = os.environ.get("EXPLAIN_BENCH_DATA") or str(
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-mri-figshare" / "train")
+METHODS = ("library_scorecam", "exact", "fast", "random_k", "baseline", "gradcam", "library_gradcam", "floor",
+           "forward")
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -64,7 +85,19 @@ def _inputs(model, paths: list[str], size: int):
 
 
 def _rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _restart_peak_rss() -> float:
+    """Restart the peak-RSS counter at the current RSS (Linux clear_refs), so loading the model
+    does not count as the method's peak; returns the RSS it restarts from, in MB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux or not allowed: the peak then includes loading
+    return _rss_mb()
 
 
 def _timed(fn):
@@ -98,6 +131,25 @@ def _layer(model) -> str:
     return feature_layer_name(model)
 
 
+def _random_subset(model, x, k: int, dtype):
+    """The issue's best subset rule, for comparison: k random channels, softmax over them only."""
+    import torch
+
+    from hub.cam import MASK_EPS, ScoreCAM, normalise
+
+    cam = ScoreCAM(model, dtype=dtype)
+    with torch.inference_mode():
+        acts, logits, _ = cam.split.run(x)
+        maps = acts[0].float()
+        lo = maps.amin(dim=(1, 2), keepdim=True)
+        span = maps.amax(dim=(1, 2), keepdim=True) - lo
+        varying = (span.flatten() >= MASK_EPS).nonzero().flatten()
+        pick = varying[torch.randperm(varying.numel(), generator=torch.Generator().manual_seed(0))[:k]]
+        scores, _ = cam.masked_scores(x, (maps[pick] - lo[pick]) / (span[pick] + MASK_EPS), int(logits.argmax()), False)
+        heat = normalise(torch.relu(torch.einsum("c,chw->hw", torch.softmax(scores, 0), maps[pick])))
+    return heat.tolist(), int(pick.numel())
+
+
 def _floor(model, x, passes: int, batch: int, dtype, cap: int):
     """Plain batched forwards: min(passes, cap) timed, scaled to `passes`."""
     import torch
@@ -109,11 +161,12 @@ def _floor(model, x, passes: int, batch: int, dtype, cap: int):
     with torch.inference_mode(), _autocast(x.device, dtype):
         model(xb[:2])  # warm-up: first-call primitive creation is not part of the floor
         start = time.perf_counter()
-        done = 0
+        done, total = 0, 0.0
         while done < run:
             n = min(batch, run - done)
-            model(xb[:n])[:, 0].float().sum().item()
+            total = total + model(xb[:n])[:, 0].float().sum()  # stays on the device, like ours
             done += n
+        float(total)  # one host sync at the end
     return (time.perf_counter() - start) * passes / run
 
 
@@ -125,12 +178,17 @@ def worker(a) -> dict:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    model = _load_model(a.model_dir, a.classes)
-    xs = _inputs(model, json.loads(Path(a.paths).read_text()), a.size)
-    dtype = resolve_dtype(xs[0].device, a.dtype)
+    device = torch.device(a.device)
+    model = _load_model(a.model_dir, a.classes).to(device)
+    xs = [x.to(device) for x in _inputs(model, json.loads(Path(a.paths).read_text()), a.size)]
+    dtype = resolve_dtype(device, a.dtype)
     with torch.inference_mode():  # warm-up so every method starts from the same state
         model(xs[0])
-    loaded = _rss_mb()
+    loaded = _restart_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        extra_gpu = torch.cuda.memory_allocated(device)
     times, cams, passes, extra = [], [], [], {}
     for x in xs:
         if a.worker == "library_scorecam":
@@ -141,6 +199,10 @@ def worker(a) -> dict:
                 FastScoreCAM(model, a.k, dtype=a.fast_dtype)
             sec, res = _timed(lambda: cam_fn(x))
             cam, used = res.cam.tolist(), res.passes
+            passes.append(used)
+        elif a.worker == "random_k":
+            sec, res = _timed(lambda: _random_subset(model, x, a.k, a.fast_dtype))
+            cam, used = res
             passes.append(used)
         elif a.worker == "baseline":
             split = ScoreCAM(model).split
@@ -166,12 +228,14 @@ def worker(a) -> dict:
             extra["floor_batch"], extra["floor_timed"] = batch, min(a.passes, a.floor_cap)
         elif a.worker == "forward":
             with torch.inference_mode():
-                sec, _ = _timed(lambda: model(x))
+                sec, _ = _timed(lambda: model(x).float().cpu())  # to the host: waits for a GPU
             cam = None
         else:
             raise ValueError(a.worker)
         times.append(sec)
         cams.append(cam)
+    if device.type == "cuda":  # device memory is the one that matters there
+        extra["gpu_peak_mb"] = (torch.cuda.max_memory_allocated(device) - extra_gpu) / 2**20
     return {"method": a.worker, "size": a.size, "times": times, "cams": cams, "passes": passes,
             "rss_peak_mb": _rss_mb(), "rss_loaded_mb": loaded, **extra}
 
@@ -206,6 +270,7 @@ def to_input(cam, size: int) -> np.ndarray:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two maps; NaN when either is flat."""
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     if a.std() == 0 or b.std() == 0:
         return float("nan")
@@ -213,66 +278,77 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_worker(a, method: str, size: int, paths_file: str, share: float, passes: int = 0) -> dict:
+    """Run one method at one size in a fresh subprocess; its JSON result."""
     cmd = [sys.executable, "-m", "bench.explain", "--worker", method, "--size", str(size),
            "--paths", paths_file, "--library-share", str(share), "--passes", str(passes),
            "--k", str(a.k), "--dtype", a.dtype, "--fast-dtype", a.fast_dtype, "--classes", str(a.classes),
-           "--floor-cap", str(a.floor_cap)]
+           "--floor-cap", str(a.floor_cap), "--device", a.device]
     if a.model_dir:
         cmd += ["--model-dir", a.model_dir]
     if a.threads:
         cmd += ["--threads", str(a.threads)]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    # Passive OpenMP waiting: on a shared, busy CPU, spinning threads wait for each other's time
+    # slices and every method runs several times slower (measured 4x for ResNet50 batches).
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "TQDM_DISABLE": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
     if out.returncode != 0:
         raise RuntimeError(f"{method} at {size}px failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+SCORE_CAMS = ("exact", "fast", "random_k", "baseline")  # compared with the library's ScoreCAM
+
+
+def mean_r(res: dict, method: str, ref: str, size: int) -> float:
+    """Mean Pearson r of `method`'s maps against `ref`'s, image by image (NaN where one has none)."""
+    pairs = list(zip(res[method]["cams"], res[ref]["cams"]))
+    if not pairs or any(c is None or r is None for c, r in pairs):
+        return float("nan")
+    return float(np.mean([pearson(to_input(c, size), to_input(r, size)) for c, r in pairs]))
+
+
 def report(size: int, res: dict, a) -> list[str]:
     """The table and ratios for one size."""
     med = {m: statistics.median(r["times"]) for m, r in res.items()}
-    lib_maps = res["library_scorecam"]["cams"]
-    exact = [to_input(c, size) for c in res["exact"]["cams"]]
-
-    def r_vs(method, ref):
-        if ref is None or res[method]["cams"][0] is None:
-            return float("nan")
-        return float(np.mean([pearson(to_input(c, size), to_input(r, size)) for c, r in zip(res[method]["cams"], ref)]))
-
-    lib_ref = lib_maps if lib_maps[0] is not None else None
-    lines = [f"\n== {size} px, {len(exact)} images, median seconds per image ==",
+    fmt = lambda v: "-" if v != v else f"{v:.4f}"  # noqa: E731 (NaN prints as "-")
+    lines = [f"\n== {size} px, {len(res['exact']['times'])} images, median seconds per image ==",
              f"{'method':<18}{'s/img':>9}{'passes':>8}{'x floor':>9}{'lib/this':>10}{'r vs lib':>10}"
              f"{'r vs exact':>12}{'peak MB':>9}{'+MB':>7}"]
     for m in METHODS:
         r = res[m]
-        passes = statistics.median(r["passes"]) if r["passes"] else ""
-        floor = f"{med[m] / med['floor']:.2f}" if m in ("exact", "fast") else ""
-        speed = f"{med['library_scorecam'] / med[m]:.1f}x" if m in ("exact", "fast", "baseline") else \
-            (f"{med['library_gradcam'] / med[m]:.2f}x" if m == "gradcam" else "")
-        rl = r_vs(m, lib_ref) if m in ("exact", "fast", "baseline") else \
-            (r_vs("gradcam", res["library_gradcam"]["cams"]) if m == "gradcam" else float("nan"))
-        re_ = r_vs(m, res["exact"]["cams"]) if m in ("fast", "baseline", "library_scorecam") else float("nan")
-        fmt = lambda v: f"{v:.4f}" if v == v else "-"
-        lines.append(f"{m:<18}{med[m]:>9.3f}{str(passes):>8}{floor:>9}{speed:>10}{fmt(rl):>10}{fmt(re_):>12}"
+        passes = f"{statistics.median(r['passes']):.0f}" if r["passes"] else ""
+        floor = f"{med[m] / med['floor']:.2f}" if m == "exact" else ""
+        lib = {"gradcam": "library_gradcam"}.get(m, "library_scorecam" if m in SCORE_CAMS else None)
+        speed = f"{med[lib] / med[m]:.1f}x" if lib else ""
+        r_lib = mean_r(res, m, lib, size) if lib else float("nan")
+        r_exact = mean_r(res, m, "exact", size) if m in SCORE_CAMS + ("library_scorecam",) and m != "exact" \
+            else float("nan")
+        lines.append(f"{m:<18}{med[m]:>9.3f}{passes:>8}{floor:>9}{speed:>10}{fmt(r_lib):>10}{fmt(r_exact):>12}"
                      f"{r['rss_peak_mb']:>9.0f}{r['rss_peak_mb'] - r['rss_loaded_mb']:>7.0f}")
-    lib = res["library_scorecam"]
-    if lib.get("library_channels"):
-        lines.append(f"  library ScoreCAM: timed on {lib['library_channels']} channels of its own weight step "
-                     f"and extrapolated to all channels (no library map at this size)")
-    fl = res["floor"]
-    lines.append(f"  floor: {fl['floor_timed']} of {a_passes(res)} plain forwards timed (batch {fl['floor_batch']}, "
-                 f"dtype {a.dtype}, channels_last), scaled to {a_passes(res)}")
-    lines.append(f"  exact / floor = {med['exact'] / med['floor']:.2f}   library / exact = "
-                 f"{med['library_scorecam'] / med['exact']:.2f}x   fast: {med['fast']:.2f} s, r vs exact "
-                 f"{r_vs('fast', res['exact']['cams']):.4f} (per image "
-                 f"{', '.join(f'{pearson(to_input(c, size), e):.3f}' for c, e in zip(res['fast']['cams'], exact))})"
-                 f"   free baseline r vs exact {r_vs('baseline', res['exact']['cams']):.4f}")
-    lines.append(f"  Grad-CAM / one fp32 forward = {med['gradcam'] / med['forward']:.2f}   "
-                 f"library Grad-CAM / ours = {med['library_gradcam'] / med['gradcam']:.2f}x")
+    share = res["library_scorecam"].get("library_channels")
+    if share:
+        lines.append(f"  library ScoreCAM: its own weight step timed on {share} channels and extrapolated to all "
+                     f"(no library map at this size; its peak MB is that of the share)")
+    if "gpu_peak_mb" in res["exact"]:
+        lines.append("  GPU peak MB above the loaded model: " + ", ".join(
+            f"{m} {r['gpu_peak_mb']:.0f}" for m, r in res.items() if "gpu_peak_mb" in r))
+    fl, n = res["floor"], passes_of(res)
+    lines.append(f"  floor: {fl['floor_timed']} of {n} plain forwards timed (batch {fl['floor_batch']}, "
+                 f"dtype {a.dtype}, channels_last), scaled to {n}")
+    per_image = ", ".join(f"{pearson(to_input(f, size), to_input(e, size)):.3f}"
+                          for f, e in zip(res["fast"]["cams"], res["exact"]["cams"]))
+    lines += [f"  exact / floor = {med['exact'] / med['floor']:.2f}   library / exact = "
+              f"{med['library_scorecam'] / med['exact']:.2f}x",
+              f"  fast (k={a.k}): {med['fast']:.2f} s, r vs exact {fmt(mean_r(res, 'fast', 'exact', size))} "
+              f"(per image {per_image});  random k: {fmt(mean_r(res, 'random_k', 'exact', size))};  "
+              f"free baseline: {fmt(mean_r(res, 'baseline', 'exact', size))}",
+              f"  Grad-CAM / one fp32 forward = {med['gradcam'] / med['forward']:.2f}   "
+              f"library Grad-CAM / ours = {med['library_gradcam'] / med['gradcam']:.2f}x"]
     return lines
 
 
-def a_passes(res: dict) -> int:
+def passes_of(res: dict) -> int:
+    """Median masked passes of our exact Score-CAM: the floor runs as many plain forwards."""
     return int(statistics.median(res["exact"]["passes"]))
 
 
@@ -294,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="share of channels timed for the library above --library-full-max")
     p.add_argument("--floor-cap", type=int, default=256, help="forward passes timed for the floor")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU peak memory is then reported too)")
     p.add_argument("--quick", action="store_true", help="1 image at 128 px, library share 1/16")
     p.add_argument("--classes", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
@@ -304,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.dtype is None:
         from hub.cam import cpu_supports_bf16
 
-        a.dtype = "bfloat16" if cpu_supports_bf16() else "auto"
+        a.dtype = "bfloat16" if a.device == "cpu" and cpu_supports_bf16() else "auto"
     if a.worker:
         print(json.dumps(worker(a)))
         return
@@ -313,10 +390,13 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     threads = a.threads or torch.get_num_threads()
+    if not Path(a.data).is_dir():
+        raise SystemExit(f"{a.data}: no such folder of class-per-folder images; pass --data DIR")
     paths = pick_images(a.data, a.images)
     model_note = f"trained model {a.model_dir}" if a.model_dir else \
         "RANDOM-INIT resnet50 (seed 0): speed is representative, fast-mode r is not"
     print(f"model: {model_note}\nimages: {len(paths)} from {a.data}\n"
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} for every worker\n"
           f"torch {torch.__version__}, {threads} threads, exact dtype {a.dtype}, fast k={a.k} dtype {a.fast_dtype}")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(paths, f)
@@ -325,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         for size in a.sizes:
             share = 1.0 if size <= a.library_full_max else a.library_share
             res = {m: run_worker(a, m, size, f.name, share) for m in METHODS if m != "floor"}
-            res["floor"] = run_worker(a, "floor", size, f.name, share, passes=a_passes(res))
+            res["floor"] = run_worker(a, "floor", size, f.name, share, passes=passes_of(res))
             print("\n".join(report(size, res, a)), flush=True)
     finally:
         os.unlink(f.name)

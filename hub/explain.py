@@ -1,14 +1,25 @@
 """Explain one image: which pixels made the model choose a class (Grad-CAM or Score-CAM).
 
-    e = explain(model, "scan.jpg", method="scorecam", max_channels=64)
+    e = explain(model, "scan.jpg", method="scorecam", max_channels=32)   # fast: 32 passes
     e.heatmap            # H x W float32 in [0, 1] at the input image's size
     e.overlay(0.5)       # PIL image: the heatmap in colour over the input
     e.label, e.probability, e.faithfulness, e.mode, e.channels, e.seconds
 
+Options: `layer` (a submodule name; default the last feature stage, `layer4` for ResNet),
+`batch_size` (masked inputs per pass; default from free memory), `dtype` ("auto": bf16/fp16
+autocast on CUDA, fp32 on CPU; "bfloat16" is worth it on CPUs with AVX512-BF16/AMX), `seed`
+(fast mode's clustering), `faithfulness=False` to skip the score's two extra forward passes.
+
+The map is placed on the image by receptive field: a padded CNN's cell i is centred on pixel
+i * stride of the model input (not in the middle of its stride-wide tile), and it is upsampled
+bicubically, so the peak can fall between two cells. The model input is the whole image resized
+(timm "squash"), so the map then stretches back onto the image with no crop offset.
+
 Preprocessing, labels and the target layer all come from the model (timm `pretrained_cfg`,
-`feature_info`). The model is not modified (only put in eval mode) and no hooks are registered on timm models whose
-last feature stage ends `forward_features` (ResNet), so concurrent calls on one shared model are
-safe and give the same result as sequential ones.
+`feature_info`). The model is not modified (only put in eval mode). No hooks are registered on
+timm models whose last feature stage ends `forward_features` (ResNet), so concurrent calls on one
+shared model run in parallel; other layers use a hook under a per-model lock. Either way,
+concurrent calls give the same results as sequential ones.
 """
 from __future__ import annotations
 
@@ -26,6 +37,7 @@ from torch import nn
 from hub.cam import BaseCAM, FastScoreCAM, GradCAM, ScoreCAM
 from hub.faithfulness import keep_remove_score
 from hub.images import ImageInput, load_image
+from hub.model import labels_of
 
 METHODS = ("scorecam", "gradcam")
 
@@ -65,15 +77,6 @@ def jet(values: np.ndarray) -> np.ndarray:
 def model_transform(model: nn.Module) -> Callable:
     """The model's own eval preprocessing (timm data config: size, mean/std, squash resize)."""
     return timm.data.create_transform(**timm.data.resolve_model_data_config(model))
-
-
-def model_labels(model: nn.Module) -> list[str]:
-    """Class names from the model's `pretrained_cfg["label_names"]`, else "0", "1", ..."""
-    names = [str(n) for n in (getattr(model, "pretrained_cfg", None) or {}).get("label_names") or []]
-    n = getattr(model, "num_classes", None)
-    if n is None or len(names) == n:
-        return names
-    return [str(i) for i in range(n)]  # missing or stale label names: indices are honest
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -173,7 +176,7 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam",
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     model.eval()  # a model in training mode would update its BatchNorm statistics on every pass
     img = load_image(image)
-    labels = list(labels) if labels is not None else model_labels(model)
+    labels = list(labels) if labels is not None else labels_of(model)
     transform = transform or model_transform(model)
     device = torch.device(device) if device is not None else model_device(model)
     x = transform(img).unsqueeze(0).to(device)

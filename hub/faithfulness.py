@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from hub.images import image_extensions
+from hub.model import labels_of
 
 KEEP_FRACTION = 0.2
 
@@ -67,9 +68,9 @@ def mean_faithfulness(model: nn.Module, root: str | Path, methods: Iterable[str]
                       max_images: Optional[int] = None, max_channels: Optional[int] = None,
                       labels: Optional[list[str]] = None, **options) -> dict[str, dict]:
     """Per method: mean/std of `keep_remove_score` over a class-per-folder directory (true class as target)."""
-    from hub.explain import explain, model_labels  # explain imports this module: import at call time
+    from hub.explain import explain  # hub.explain imports this module: import at call time
 
-    labels = list(labels) if labels is not None else model_labels(model)
+    labels = list(labels) if labels is not None else labels_of(model)
     items = labelled_images(root, labels)
     if max_images is not None and max_images < len(items):
         # Evenly spaced over the class-sorted list: deterministic and spread over every class.

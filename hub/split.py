@@ -40,6 +40,7 @@ def _model_lock(model: nn.Module) -> threading.RLock:
 class ModelSplit:
     """Shared interface: `run(x, grad)` -> (activation grid BxCxhxw, logits, leaf for gradients)."""
 
+    model: nn.Module
     layer: str
 
     @contextmanager
@@ -52,7 +53,21 @@ class ModelSplit:
         raise NotImplementedError
 
     def grid(self, t: torch.Tensor) -> torch.Tensor:
-        """The raw target-layer tensor (or its gradient) as B x C x h x w."""
+        """The raw target-layer tensor (or its gradient) as B x C x h x w: NCHW as is, NHWC
+        (e.g. Swin) permuted when the width is known, tokens (ViT) reshaped to their square grid."""
+        channels = getattr(self, "channels", None)
+        if t.ndim == 4 and channels and t.shape[1] != channels and t.shape[-1] == channels:
+            return t.permute(0, 3, 1, 2)
+        if t.ndim == 3:
+            prefix = int(getattr(self.model, "num_prefix_tokens", 0))
+            tokens = t[:, prefix:]
+            side = int(round(tokens.shape[1] ** 0.5))
+            if side * side != tokens.shape[1]:
+                raise ValueError(f"cannot arrange {tokens.shape[1]} tokens on a square grid; "
+                                 "pass layer= with a convolutional layer")
+            return tokens.reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2)
+        if t.ndim != 4:
+            raise ValueError(f"layer {self.layer!r} gives a {t.ndim}-d output; CAMs need a spatial map")
         return t
 
 
@@ -72,27 +87,16 @@ class FeatureSplit(ModelSplit):
             logits = self.model.forward_head(raw)
         return self.grid(raw), logits, raw
 
-    def grid(self, t: torch.Tensor) -> torch.Tensor:
-        """NCHW as is; NHWC (e.g. Swin) permuted; tokens (ViT) reshaped to their square grid."""
-        if t.ndim == 4 and t.shape[1] != self.channels and t.shape[-1] == self.channels:
-            return t.permute(0, 3, 1, 2)
-        if t.ndim == 3:
-            prefix = int(getattr(self.model, "num_prefix_tokens", 0))
-            tokens = t[:, prefix:]
-            side = int(round(tokens.shape[1] ** 0.5))
-            if side * side != tokens.shape[1]:
-                raise ValueError(f"cannot arrange {tokens.shape[1]} tokens on a square grid; "
-                                 "pass layer= with a convolutional layer")
-            return tokens.reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2)
-        return t
-
 
 class HookSplit(ModelSplit):
     """Any named submodule, reached with a forward hook under the model's lock."""
 
     def __init__(self, model: nn.Module, layer: str):
         self.model, self.layer = model, layer
-        self.module = model.get_submodule(layer)
+        try:
+            self.module = model.get_submodule(layer)
+        except AttributeError:
+            raise ValueError(f"{type(model).__name__} has no submodule {layer!r}") from None
 
     @contextmanager
     def session(self) -> Iterator["HookSplit"]:
