@@ -3,11 +3,14 @@
     python -m hub push runs/demo/model org/her2-resnet50 --tag auto
     python -m hub pull org/her2-resnet50@v2 ./her2-v2
     python -m hub deploy-space org/her2-demo --model org/her2-resnet50 --revision v2
+    python -m hub explain runs/demo/model runs/demo/data --method both --out runs/demo/explained --faithfulness
 """
 from __future__ import annotations
 
 import argparse
 import sys
+
+from hub.cam import FAST_CHANNELS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,16 +34,74 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, metavar="REPO_ID", help="the model repo the Space serves")
     s.add_argument("--revision", default="main", help="tag, branch or commit to serve; pin a tag such as v2")
     s.add_argument("--private", action="store_true", help="create the Space as private")
+    s = sub.add_parser("explain", help="heatmaps for many images: overlays/*.png and explanations.csv in --out")
+    s.add_argument("model", metavar="MODEL", help="model folder, or REPO_ID[@REV] on the Hub")
+    s.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders (searched recursively)")
+    s.add_argument("--out", required=True, help="folder for overlays/ and explanations.csv")
+    s.add_argument("--method", choices=["scorecam", "gradcam", "both"], default="both", help="default: both")
+    s.add_argument("--max-channels", default="auto", metavar="auto|exact|K",
+                   help="Score-CAM masked passes: auto = fast (k=%d) on CPU, exact on CUDA; exact = one pass "
+                        "per channel; K = fast mode with K passes (default: auto)" % FAST_CHANNELS)
+    s.add_argument("--target", metavar="LABEL", help="explain this class instead of the predicted one")
+    s.add_argument("--faithfulness", action="store_true",
+                   help="explain each image's true class (from its folder name), average each method's "
+                        "faithfulness score into faithfulness.json, and, for a local model folder, into its "
+                        "metrics.json and model card")
+    s.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the overlays (default: 0.5)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     return p
+
+
+def run_explain(args: argparse.Namespace) -> None:
+    """The explain sub-command: load, collect, explain, summarise, record."""
+    import json
+    from pathlib import Path
+
+    from hub import from_pretrained
+    from hub.batch import (CSV_NAME, SUMMARY_NAME, collect_images, explain_images, is_model_folder,
+                           record_faithfulness, resolve_channels, summarise)
+
+    if not 0.0 <= args.opacity <= 1.0:
+        raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
+    if args.faithfulness and args.target:
+        raise ValueError("--faithfulness explains each image's true class; leave out --target")
+    clf = from_pretrained(args.model, device=args.device)
+    k = resolve_channels(args.max_channels, clf.device)
+    items = collect_images(args.images, clf.labels)
+    methods = ["gradcam", "scorecam"] if args.method == "both" else [args.method]
+    rows = explain_images(clf, items, methods, args.out, max_channels=k, target=args.target,
+                          true_class=args.faithfulness, opacity=args.opacity)
+    out = Path(args.out)
+    failed = sorted({r["image"] for r in rows if r["error"]})
+    print(f"explained {len(items) - len(failed)} of {len(items)} images with {', '.join(methods)} "
+          f"(Score-CAM {'exact' if k is None else f'fast, k={k}'}): {out / CSV_NAME}, {out / 'overlays'}")
+    if failed:
+        print(f"warning: {len(failed)} unreadable image(s) skipped, see the error column: {', '.join(failed[:5])}",
+              file=sys.stderr)
+    summary = summarise(rows)
+    for method, s in summary.items():
+        print(f"{method:9s} faithfulness {s['mean']:+.4f} ± {s['std']:.4f} over {s['images']} images, "
+              f"{s['seconds']:.2f} s/image ({s['mode']})")
+    if args.faithfulness:
+        (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+        if is_model_folder(args.model):
+            record_faithfulness(args.model, summary)
+            print(f"wrote the faithfulness scores into {Path(args.model) / 'metrics.json'} and its model card")
+        else:
+            print(f"wrote {out / SUMMARY_NAME}; to show it on the card, pull the model folder "
+                  "(python -m hub pull), run explain on that folder and push it")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; expected failures print one line and exit 2."""
     args = parser().parse_args(argv)
+    from hub.model import ModelLoadError
     from hub.publish import PublishError, pull, push
 
     try:
-        if args.command == "deploy-space":
+        if args.command == "explain":
+            run_explain(args)
+        elif args.command == "deploy-space":
             from hub.deploy import deploy_space
 
             result = deploy_space(args.space_id, args.model, args.revision, private=args.private)
@@ -59,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             repo, _, rev = args.repo.partition("@")
             folder, sha = pull(repo, args.out, revision=rev or None)
             print(f"pulled {repo}@{rev or 'main'} (commit {sha}) into {folder}")
-    except PublishError as exc:
+    except (PublishError, ModelLoadError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,117 @@
+"""`python -m hub explain`: overlays and CSV for a batch, faithfulness into metrics.json and the card."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from hub.__main__ import main
+from hub.batch import CSV_NAME, SUMMARY_NAME, collect_images
+
+LABELS = ["ring", "cross", "checker"]
+
+
+@pytest.fixture()
+def model_copy(trained_synthetic, tmp_path):
+    """A private copy of the shared trained model folder (the command writes into it)."""
+    return shutil.copytree(trained_synthetic.model_dir, tmp_path / "model")
+
+
+@pytest.fixture()
+def images(trained_synthetic, tmp_path):
+    """Two held-out images per class in label-named folders, plus one corrupt file."""
+    root = tmp_path / "images"
+    for label in LABELS:
+        (root / label).mkdir(parents=True)
+        for src in sorted((trained_synthetic.data_dir / "test" / label).glob("*.png"))[:2]:
+            shutil.copy(src, root / label / src.name)
+    (root / "ring" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root
+
+
+def read_rows(out):
+    with open(out / CSV_NAME, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_batch_with_faithfulness_updates_metrics_and_card(model_copy, images, tmp_path, capsys):
+    before = json.loads((model_copy / "metrics.json").read_text())
+    out = tmp_path / "out"
+    assert main(["explain", str(model_copy), str(images), "--out", str(out), "--faithfulness",
+                 "--max-channels", "8"]) == 0
+    printed = capsys.readouterr()
+    assert "explained 6 of 7 images" in printed.out and "broken.png" in printed.err
+
+    rows = read_rows(out)
+    assert len(rows) == 14 and {r["method"] for r in rows} == {"gradcam", "scorecam"}
+    broken = [r for r in rows if r["image"].endswith("broken.png")]
+    assert len(broken) == 2 and all("broken.png" in r["error"] and not r["overlay"] for r in broken)
+    good = [r for r in rows if not r["error"]]
+    for r in good:
+        assert r["target"] == r["true_label"]                  # --faithfulness explains the true class
+        assert {r["predicted"], r["target"]} <= set(LABELS) and -1 <= float(r["faithfulness"]) <= 1
+        overlay = Image.open(out / r["overlay"])
+        assert overlay.size == Image.open(r["image"]).size
+    assert {r["mode"] for r in good if r["method"] == "scorecam"} == {"fast"}
+    assert {int(r["masked_passes"]) for r in good if r["method"] == "scorecam"} <= set(range(1, 9))
+    # The model classifies these well, so each true-class map must point at evidence (score > 0).
+    assert sum(r["predicted"] == r["true_label"] for r in good) >= 10
+
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    metrics = json.loads((model_copy / "metrics.json").read_text())
+    assert metrics["faithfulness"] == summary and set(summary) == {"gradcam", "scorecam"}
+    assert all(s["images"] == 6 and s["mean"] > 0.0 for s in summary.values()), summary
+    assert {k: v for k, v in metrics.items() if k != "faithfulness"} == before   # nothing else changed
+    card = (model_copy / "README.md").read_text()
+    assert "Explanation faithfulness" in card and "| Grad-CAM |" in card and "| Score-CAM | fast (k=" in card
+    assert f"{summary['gradcam']['mean']:.4f}" in card
+
+
+def test_predicted_class_batch_and_target(model_copy, images, tmp_path):
+    out = tmp_path / "out"
+    single = next((images / "cross").glob("*.png"))
+    assert main(["explain", str(model_copy), str(single), str(images / "cross"), "--out", str(out),
+                 "--method", "gradcam", "--target", "checker"]) == 0
+    rows = read_rows(out)
+    assert len(rows) == 2                                        # the same file given twice runs once
+    assert {r["target"] for r in rows} == {"checker"} and {r["method"] for r in rows} == {"gradcam"}
+    assert not (out / SUMMARY_NAME).exists()
+    assert "faithfulness" not in json.loads((model_copy / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{images}/nowhere"], "no such file or folder"),
+    (["{images}", "--max-channels", "0"], "--max-channels must be at least 1"),
+    (["{images}", "--max-channels", "many"], "--max-channels must be auto, exact or a positive integer"),
+    (["{images}", "--target", "tumour"], "unknown target label 'tumour'"),
+    (["{images}", "--faithfulness", "--target", "ring"], "leave out --target"),
+    (["{images}", "--opacity", "2"], "--opacity must be between 0 and 1"),
+    (["{loose}", "--faithfulness"], "not in a folder named after one of the model's labels"),
+    (["{empty}"], "no image files in this folder"),
+])
+def test_bad_arguments_give_one_line(model_copy, images, tmp_path, capsys, args, message):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(next((images / "ring").glob("*.png")), loose / "scan.png")
+    (tmp_path / "empty").mkdir()
+    fill = {"images": images, "loose": loose / "scan.png", "empty": tmp_path / "empty"}
+    argv = ["explain", str(model_copy), *[a.format(**fill) for a in args], "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_unknown_model_is_a_plain_error(images, tmp_path, capsys):
+    assert main(["explain", str(tmp_path / "no-model"), str(images), "--out", str(tmp_path / "out")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_collect_images_skips_hidden_and_marks_truth(images):
+    (images / ".cache").mkdir()
+    Image.new("RGB", (8, 8)).save(images / ".cache" / "x.png")
+    items = collect_images([images], LABELS)
+    assert len(items) == 7 and not any(".cache" in str(i.path) for i in items)
+    assert {LABELS[i.truth] for i in items} == set(LABELS)
