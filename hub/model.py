@@ -77,6 +77,13 @@ def check_folder(folder: str | Path) -> dict:
         raise ModelLoadError(f"{folder}: config.json says num_classes={num_classes} but the weights have "
                              f"{rows} outputs in '{head}'; the config and weights do not belong together")
     labels = cfg.get("label_names")
+    if isinstance(labels, dict):  # timm also allows {index: name}
+        labels = list(labels.values())
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(n, str) and n for n in labels)):
+        raise ModelLoadError(f"{folder}: config.json label_names must be a list of non-empty strings, got {labels!r}")
+    if labels is not None and len(set(labels)) != len(labels):
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        raise ModelLoadError(f"{folder}: config.json label_names has duplicates {dupes}; each class needs its own name")
     if labels is not None and rows is not None and len(labels) != rows:
         raise ModelLoadError(f"{folder}: config.json has {len(labels)} label_names but the weights have {rows} outputs")
     return cfg

@@ -73,6 +73,21 @@ def _visible(p: Path) -> bool:
     return not p.name.startswith(".")
 
 
+# Class names become labels in config.json, the model card (Markdown) and the app (HTML).
+_UNSAFE_IN_LABEL = set('<>\\"`') | {chr(c) for c in range(32)} | {chr(127)}
+
+
+def check_class_name(name: str, role: str, root: Path) -> None:
+    """Refuse folder names that would be markup or escapes once they are labels."""
+    bad = sorted(set(name) & _UNSAFE_IN_LABEL)
+    if bad:
+        raise DataError(f"{role} {root}: class folder name {name!r} contains {''.join(bad)!r}; class names become "
+                        "the model's labels (config.json, model card, app), so rename the folder without "
+                        "< > \\ \" ` or control characters")
+    if name != name.strip():
+        raise DataError(f"{role} {root}: class folder name {name!r} starts or ends with white space; rename it")
+
+
 def scan_folder(root: str | Path, role: str = "--data") -> dict[str, list[Path]]:
     """Class name -> sorted image files (by extension) of a class-per-folder directory."""
     root = Path(root)
@@ -86,6 +101,7 @@ def scan_folder(root: str | Path, role: str = "--data") -> dict[str, list[Path]]
         raise DataError(f"{role} {root}: no class folders found; expected {root}/<class name>/<images>")
     found = {}
     for d in classes:
+        check_class_name(d.name, role, root)
         files = sorted(f for f in d.rglob("*") if f.is_file() and _visible(f) and f.suffix.lower() in exts
                        and not any(part.startswith(".") for part in f.relative_to(d).parts))
         if not files:

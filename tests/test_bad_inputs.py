@@ -1,0 +1,370 @@
+"""One table of bad (and merely odd) inputs across every surface a user touches.
+
+Each row: a surface, how to make the input, and the message the user must get (None: the input is
+odd but valid and must just work). For every row: the error is our own typed error or the CLI's
+one-line `error:` with exit code 2, never a traceback; and no file that existed before is changed
+or lost. Surfaces:
+
+- image: `hub.images.load_image`, and the same file uploaded to the app (`handlers.classify`)
+- train: `python -m train` (its `main`), with --out pointing at an earlier model folder
+- model: `hub.from_pretrained` on a local folder, and the app started on it (`serving.load`)
+- repo: `hub.from_pretrained` / `hub.publish.push` against the test Hub
+- app: the app's request handlers (what /classify, /gradcam, /scorecam call)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_fixtures import random_model_folder  # also puts space/ on sys.path (the app's modules)
+from train.synthetic import make_dataset
+
+
+@dataclass(frozen=True)
+class Row:
+    surface: str
+    make: Callable  # (ctx) -> the input (a path, argv list, repo source or call)
+    message: Optional[str]  # substring the user must see; None = valid, must work
+
+    def __repr__(self) -> str:
+        return self.surface
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------
+
+def _gradient(size=(40, 30)) -> Image.Image:
+    x = np.linspace(0, 255, size[0], dtype=np.uint8)
+    return Image.fromarray(np.stack([np.tile(x, (size[1], 1))] * 3, axis=-1))
+
+
+def file_with(name: str, write: Callable[[Path], object]) -> Callable:
+    def make(ctx):
+        path = ctx.tmp / name
+        write(path)
+        return path
+    return make
+
+
+def truncated_jpeg(path: Path) -> None:
+    _gradient((256, 256)).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:3000])
+
+
+def animated_gif(path: Path) -> None:
+    frames = [Image.new("RGB", (20, 20), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+
+
+def dataset(ctx, **changes) -> Path:
+    """A valid 3-class dataset (4 images each) with folders replaced by `changes` (name -> None/'corrupt'/'rename:x')."""
+    root = make_dataset(ctx.tmp / "data", classes=3, per_class=4, size=32, seed=0)
+    for name, change in changes.items():
+        if change is None:
+            shutil.rmtree(root / name)
+        elif change == "empty":
+            shutil.rmtree(root / name)
+            (root / name).mkdir()
+        elif change == "corrupt":
+            for f in (root / name).glob("*.png"):
+                f.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        else:
+            (root / name).rename(root / change.removeprefix("rename:"))
+    return root
+
+
+def train_args(*extra, data=dataset) -> Callable:
+    """argv for `python -m train` on `data(ctx)` (extra may hold callables of ctx)."""
+    def make(ctx):
+        return ["--data", str(data(ctx)), "--no-pretrained", "--epochs", "1",
+                *[str(e(ctx)) if callable(e) else e for e in extra]]
+    return make
+
+
+def model_folder(edit: Callable[[Path], object]) -> Callable:
+    def make(ctx):
+        folder = shutil.copytree(ctx.model, ctx.tmp / "model")
+        edit(folder)
+        return folder
+    return make
+
+
+def edit_config(**changes) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg.update(changes)
+        (folder / "config.json").write_text(json.dumps(cfg))
+    return edit
+
+
+def pickle_only(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04 a pickle we will never open")
+
+
+def repo(kind: str) -> Callable:
+    """A repo source on the test Hub: 'missing', a 'rev' that does not exist, or a 'pickle'-only repo."""
+    def make(ctx):
+        from huggingface_hub import HfApi
+
+        repo_id = ctx.request.getfixturevalue("repo_id")
+        ctx.request.getfixturevalue("hub_token")
+        if kind == "missing":
+            return repo_id
+        api = HfApi()
+        api.create_repo(repo_id)
+        if kind == "pickle":
+            api.upload_file(path_or_fileobj=(ctx.model / "config.json").read_bytes(), path_in_repo="config.json",
+                            repo_id=repo_id)
+            api.upload_file(path_or_fileobj=b"\x80\x04 pickle", path_in_repo="pytorch_model.bin", repo_id=repo_id)
+            return repo_id
+        api.upload_folder(folder_path=str(ctx.model), repo_id=repo_id)
+        return f"{repo_id}@v99"
+    return make
+
+
+def push_with_token(token: str, trained: bool = True) -> Callable:
+    """A push of a model folder (with the files training writes, when `trained`) using `token`."""
+    def make(ctx):
+        ctx.request.getfixturevalue("hub_server")
+        from hub.publish import push
+
+        folder = shutil.copytree(ctx.model, ctx.tmp / "model")
+        if trained:
+            for name in ("metrics.json", "train_config.json"):
+                (folder / name).write_text("{}")
+        return lambda: push(folder, "testorg/never-created", token=token)
+    return make
+
+
+def handler(name: str, *args, served="ok") -> Callable:
+    """A call of space/handlers.py `name` with (served, *args); args may be callables of ctx."""
+    def make(ctx):
+        import handlers
+        from serving import Served
+
+        s = ctx.served if served == "ok" else Served(source="org/gone", revision="main", error=served)
+        values = [a(ctx) if callable(a) else a for a in args]
+        return lambda: getattr(handlers, name)(s, *values)
+    return make
+
+
+def sample(ctx) -> str:
+    path = ctx.tmp / "ok.png"
+    _gradient((48, 48)).save(path)
+    return str(path)
+
+
+# ---- the table ------------------------------------------------------------------------------------------
+
+ROWS = {
+    # images: the loader and the app's upload path
+    "zero-byte file": Row("image", file_with("empty.png", lambda p: p.write_bytes(b"")), "the file is empty (0 bytes)"),
+    "text file named .png": Row("image", file_with("notes.png", lambda p: p.write_text("hello")), "not an image file"),
+    "html named .jpg": Row("image", file_with("page.jpg", lambda p: p.write_text("<html><b>x</b></html>")),
+                           "not an image file"),
+    "truncated jpeg": Row("image", file_with("cut.jpg", truncated_jpeg), "corrupt or truncated"),
+    "30000x30000 png": Row("image", file_with("huge.png", lambda p: Image.new("1", (30000, 30000)).save(p)),
+                           "too large"),
+    "directory as image": Row("image", lambda ctx: ctx.tmp, "is a directory, not an image file"),
+    "missing file": Row("image", lambda ctx: ctx.tmp / "gone.png", "no such file"),
+    "16-bit tiff": Row("image", file_with("scan.tif", lambda p: Image.fromarray(
+        (np.arange(1200, dtype=np.uint16).reshape(30, 40) * 50)).save(p)), None),
+    "cmyk jpeg": Row("image", file_with("print.jpg", lambda p: _gradient().convert("CMYK").save(p)), None),
+    "animated gif": Row("image", file_with("anim.gif", animated_gif), None),
+    "palette png with transparency": Row("image", file_with("pal.png", lambda p: _gradient().convert("P").save(
+        p, transparency=0)), None),
+    # training data and command line
+    "dataset path is a file": Row("train", train_args(data=lambda ctx: file_with("d.txt", lambda p: p.write_text("x"))(ctx)),
+                                  "is a file; expected a folder"),
+    "dataset path missing": Row("train", train_args(data=lambda ctx: ctx.tmp / "nowhere"), "no such directory"),
+    "no class folders": Row("train", train_args(data=lambda ctx: (ctx.tmp / "flat").mkdir() or ctx.tmp / "flat"),
+                            "no class folders found"),
+    "empty class folder": Row("train", train_args(data=lambda ctx: dataset(ctx, cross="empty")),
+                              "class folder 'cross' has no images"),
+    "single class": Row("train", train_args(data=lambda ctx: dataset(ctx, cross=None, checker=None)),
+                        "found only one class folder"),
+    "class of only corrupt files": Row("train", train_args(data=lambda ctx: dataset(ctx, checker="corrupt")),
+                                       "contain no readable image"),
+    "html in a class name": Row("train", train_args(data=lambda ctx: dataset(ctx, ring="rename:<script>ring")),
+                                "class folder name '<script>ring' contains '<>'"),
+    "path separator in a class name": Row("train", train_args(data=lambda ctx: dataset(ctx, ring="rename:a\\b")),
+                                          "contains '\\\\'"),
+    "val classes differ": Row("train", train_args("--val-data", lambda ctx: dataset_copy(ctx, ring="rename:oval")),
+                              "class folders of --val-data differ from --data"),
+    "--img-size 0": Row("train", train_args("--img-size", "0"), "--img-size must be at least 32"),
+    "--epochs -1": Row("train", train_args("--epochs", "-1"), "--epochs must be at least 1"),
+    "--val-split 1.5": Row("train", train_args("--val-split", "1.5"), "--val-split"),
+    "--unfreeze layer9": Row("train", train_args("--unfreeze", "layer9"), "--unfreeze"),
+    "--init a pickle": Row("train", train_args("--init", "weights.pth"), "pickled checkpoints are never loaded"),
+    "--init missing file": Row("train", train_args("--init", lambda ctx: ctx.tmp / "none.safetensors"),
+                               "none.safetensors"),
+    # model folders
+    "config num_classes wrong": Row("model", model_folder(edit_config(num_classes=7)),
+                                    "num_classes=7 but the weights have 3"),
+    "pytorch_model.bin only": Row("model", model_folder(pickle_only), "pickled weights are never loaded"),
+    "config.json not json": Row("model", model_folder(lambda f: (f / "config.json").write_text("{nope")),
+                                "not valid JSON"),
+    "no config.json": Row("model", model_folder(lambda f: (f / "config.json").unlink()), "no config.json"),
+    "corrupt safetensors": Row("model", model_folder(lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 64)),
+                               "not a readable safetensors file"),
+    "too few label names": Row("model", model_folder(edit_config(label_names=["a", "b"])),
+                               "has 2 label_names but the weights have 3 outputs"),
+    "duplicate label names": Row("model", model_folder(edit_config(label_names=["a", "a", "b"])),
+                                 "label_names has duplicates ['a']"),
+    "model folder missing": Row("model", lambda ctx: ctx.tmp / "no-model", "no such folder"),
+    # repos on the Hub
+    "revision that does not exist": Row("repo", repo("rev"), "revision 'v99' not found"),
+    "repo that does not exist": Row("repo", repo("missing"), "repository not found on the Hub"),
+    "pickle-only repo": Row("repo", repo("pickle"), "pickled weights are never loaded"),
+    "empty token": Row("push", push_with_token(""), "no Hugging Face token"),
+    "blank token": Row("push", push_with_token("   "), "no Hugging Face token"),
+    "push an untrained folder": Row("push", push_with_token("hf_x", trained=False), "has no metrics.json"),
+    # app requests
+    "no image uploaded": Row("app", handler("classify", None), "No image: upload one"),
+    "unknown target class": Row("app", handler("explain", sample, "gradcam", "tumour"), "Unknown class 'tumour'"),
+    "unknown method": Row("app", handler("explain", sample, "lime"), "Unknown method 'lime'"),
+    "opacity out of range": Row("app", handler("explain", sample, "scorecam", "", 3.0),
+                                "Opacity must be between 0 and 1"),
+    "opacity not a number": Row("app", handler("explain", sample, "gradcam", "", "lots"),
+                                "Opacity must be a number"),
+    "model failed to load": Row("app", handler("classify", sample, served="the Hub cannot be reached"),
+                                "The model is not available: the Hub cannot be reached"),
+}
+
+
+def dataset_copy(ctx, **changes) -> Path:
+    """A second dataset (other folder) for --val-data."""
+    sub = Ctx(ctx.tmp / "val", ctx.model, ctx.served, ctx.request)
+    sub.tmp.mkdir()
+    return dataset(sub, **changes)
+
+
+@dataclass
+class Ctx:
+    tmp: Path
+    model: Path
+    served: object
+    request: object
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return random_model_folder(tmp_path_factory.mktemp("bad-inputs") / "model", size=64)
+
+
+@pytest.fixture(scope="module")
+def served(model):
+    from serving import load
+
+    result = load(str(model), scorecam_channels=4)
+    assert result.ready, result.error
+    return result
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under root (what must survive a failed command)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def expect(call: Callable, error: type | tuple, message: Optional[str]):
+    """Run `call`; with a message, it must raise `error` saying it (one line, no traceback)."""
+    if message is None:
+        return call()
+    with pytest.raises(error) as info:
+        call()
+    text = str(info.value)
+    assert message in text, text
+    assert "Traceback" not in text and "\n" not in text.strip()
+    return None
+
+
+def run_image(row, ctx, path, capsys):
+    import handlers
+    from hub.images import ImageError, load_image
+
+    img = expect(lambda: load_image(path), ImageError, row.message)
+    if img is not None:
+        assert img.mode == "RGB" and min(img.size) > 0
+    result = expect(lambda: handlers.classify(ctx.served, str(path)), handlers.UserError,
+                    row.message and row.message.replace(str(path), f"'{Path(path).name}'"))
+    if result is not None:
+        assert list(result) and abs(sum(result.values()) - 1.0) < 1e-4
+    if row.message and Path(path).name and Path(path) != ctx.tmp:
+        # The app names the file the user knows, never the server's temporary upload path.
+        with pytest.raises(handlers.UserError) as info:
+            handlers.classify(ctx.served, str(path))
+        assert str(Path(path).parent) not in str(info.value)
+
+
+def run_train(row, ctx, argv, capsys):
+    from train.__main__ import main
+
+    previous = shutil.copytree(ctx.model, ctx.tmp / "previous-model")  # an earlier model folder in --out
+    before = tree_digest(previous)
+    capsys.readouterr()
+    try:
+        code = main([*argv, "--out", str(previous)])
+    except SystemExit as exc:  # argparse-level errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert row.message in err and err.startswith(("error: ", "usage: ")) and "Traceback" not in err, err
+    assert tree_digest(previous) == before
+
+
+def run_model(row, ctx, folder, capsys):
+    from hub import from_pretrained
+    from hub.model import ModelLoadError
+    from serving import load
+
+    expect(lambda: from_pretrained(folder), ModelLoadError, row.message)
+    served = load(str(folder))  # the app starts anyway and says why it has no model
+    assert not served.ready and row.message in served.error
+
+
+def run_repo(row, ctx, source, capsys):
+    from hub import from_pretrained
+    from hub.model import ModelLoadError
+
+    expect(lambda: from_pretrained(source), ModelLoadError, row.message)
+
+
+def run_call(row, ctx, call, capsys):
+    import handlers
+    from hub.publish import PublishError
+
+    expect(call, (PublishError, handlers.UserError), row.message)
+
+
+RUNNERS = {"image": run_image, "train": run_train, "model": run_model, "repo": run_repo, "push": run_call,
+           "app": run_call}
+
+
+def test_the_table_is_broad():
+    surfaces = {row.surface for row in ROWS.values()}
+    assert len([r for r in ROWS.values() if r.message]) >= 25
+    assert surfaces == set(RUNNERS)
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_bad_input(name, tmp_path, model, served, request, capsys):
+    row = ROWS[name]
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = Ctx(work, model, served, request)
+    made = row.make(ctx)
+    model_before, work_before = tree_digest(model), tree_digest(work)
+    RUNNERS[row.surface](row, ctx, made, capsys)
+    assert tree_digest(model) == model_before
+    after = tree_digest(work)
+    assert {k: v for k, v in after.items() if k in work_before} == work_before  # nothing changed or lost
+
