@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -139,16 +138,23 @@ def test_sigkill_then_resume_matches_uninterrupted(synth, tmp_path):
     kw = dict(epochs=2, seed=3, img_size=32)
     ref = fit(_cfg(synth / "train", tmp_path / "ref", **kw), log=lambda s: None, progress=False)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "train", "--data", str(synth / "train"), "--out", str(out), "--no-pretrained",
-           "--unfreeze", "all", "--img-size", "32", "--batch-size", "8", "--rotation", "0", "--color-jitter", "0",
-           "--dropout", "0", "--lr", "1e-3", "--patience", "0", "--epochs", "2", "--seed", "3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = ["--data", str(synth / "train"), "--out", str(out), "--no-pretrained", "--unfreeze", "all",
+            "--img-size", "32", "--batch-size", "8", "--rotation", "0", "--color-jitter", "0", "--dropout", "0",
+            "--lr", "1e-3", "--patience", "0", "--epochs", "2", "--seed", "3"]
+    # `python -m train` in a process that SIGKILLs itself the moment epoch 1's checkpoint has landed:
+    # a kill at a known point, with no race against a poller that a busy machine may delay.
+    script = ("import os, signal, sys\n"
+              "import train.checkpoint as ck\n"
+              "save = ck.save_state\n"
+              "def save_then_die(*a, **k):\n"
+              "    save(*a, **k)\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "ck.save_state = save_then_die\n"
+              "from train.__main__ import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     last = out / "checkpoints" / "last.pt"
-    deadline = time.time() + 600
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)  # in epoch 2, right after the first checkpoint landed
-    proc.wait()
     assert last.exists() and not (out / "metrics.json").exists()
     state = torch.load(last, weights_only=True)
     assert state["epoch"] == 1
@@ -223,3 +229,27 @@ def test_disk_full_while_publishing_keeps_previous_model_folder(synth, tmp_path,
         fit(_cfg(synth / "train", out, epochs=1, img_size=32), log=lambda s: None, progress=False)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.parts}
     assert after == before and not (out / ".staging").exists()
+
+
+@pytest.mark.parametrize("sync_every", [1, 3, 100])
+def test_epoch_sums_match_per_step_values_and_nan_stops(sync_every):
+    """Loss/accuracy summed on the device equal the per-step values; a NaN loss stops the epoch."""
+    from train.engine import train_one_epoch
+
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 6), torch.randint(0, 3, (20,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    model = torch.nn.Linear(6, 3)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # weights stay put: the sums are checkable
+    loss_sum, correct, seen = train_one_epoch(model, loader, torch.nn.CrossEntropyLoss(), frozen,
+                                              torch.device("cpu"), show=False, sync_every=sync_every)
+    with torch.no_grad():
+        logits = model(x)
+    assert seen == 20 and correct == int((logits.argmax(1) == y).sum())
+    assert loss_sum == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y, reduction="sum")), rel=1e-5)
+
+    def nan_loss(logits, target):
+        return torch.nn.functional.cross_entropy(logits, target) * float("nan")
+
+    with pytest.raises(FloatingPointError, match="lower --lr"):
+        train_one_epoch(model, loader, nan_loss, frozen, torch.device("cpu"), show=False, sync_every=sync_every)

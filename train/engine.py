@@ -16,6 +16,9 @@ from tqdm import tqdm
 
 from train.config import TrainConfig
 
+# Steps between reads of the running loss/accuracy (each read is a host-device sync on a GPU).
+SYNC_EVERY = 10
+
 
 class WeightsError(RuntimeError):
     """Initial weights could not be obtained; the message says how to train without them."""
@@ -106,21 +109,25 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
 
 def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     device: torch.device, amp: bool = False, scaler=None, desc: str = "train",
-                    show: bool = True) -> tuple[float, int, int]:
-    """One pass over `loader` with a live progress bar; returns (summed loss, correct, seen)."""
+                    show: bool = True, sync_every: int = SYNC_EVERY) -> tuple[float, int, int]:
+    """One pass over `loader` with a live progress bar; returns (summed loss, correct, seen).
+
+    Loss and accuracy are summed on the device and read back every `sync_every` steps (and at the
+    end): each read waits for the GPU to drain its queue, so reading every step would stall it.
+    """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True)
     memory_format = torch.channels_last if amp and device.type == "cuda" else torch.contiguous_format
-    for x, y in bar:
+    for step, (x, y) in enumerate(bar, 1):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with amp_context(device, amp):
             logits = model(x)
             loss = criterion(logits.float(), y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()}; lower --lr or turn off --amp")
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -129,11 +136,18 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
             loss.backward()
             optimizer.step()
         n = y.shape[0]
-        total_loss += loss.item() * n
-        correct += (logits.argmax(1) == y).sum().item()
+        total_loss += loss.detach() * n
+        correct += (logits.detach().argmax(1) == y).sum()
         seen += n
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-    return total_loss, correct, seen
+        if step % sync_every == 0 or step == len(bar):
+            loss_sum = total_loss.item()
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"training loss became {loss_sum} (by step {step}); lower --lr or turn off --amp")
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+    loss_sum = total_loss.item()
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(f"training loss became {loss_sum}; lower --lr or turn off --amp")
+    return loss_sum, int(correct.item()), seen
 
 
 @torch.inference_mode()
