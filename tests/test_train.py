@@ -134,32 +134,49 @@ def _metrics_without_time(out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_sigkill_then_resume_matches_uninterrupted(synth, tmp_path):
+# Code run in the training process before `python -m train`: it SIGKILLs the process at a known
+# point, so the test does not race a poller that a busy machine may delay.
+KILL_AFTER_FIRST_CHECKPOINT = """
+import train.checkpoint as ck
+save = ck.save_state
+def save_then_die(*a, **k):
+    save(*a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)
+ck.save_state = save_then_die
+"""
+KILL_WHILE_WRITING_SECOND_CHECKPOINT = """
+import train.checkpoint as ck
+replace, calls = os.replace, []
+def die_before_second_last(src, dst):  # the new checkpoint is written, not yet renamed into place
+    if str(dst).endswith("last.pt"):
+        calls.append(dst)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    replace(src, dst)
+ck.os.replace = die_before_second_last
+"""
+
+
+@pytest.mark.parametrize("kill", [KILL_AFTER_FIRST_CHECKPOINT, KILL_WHILE_WRITING_SECOND_CHECKPOINT],
+                         ids=["after-checkpoint", "mid-write"])
+def test_sigkill_then_resume_matches_uninterrupted(synth, tmp_path, kill):
     kw = dict(epochs=2, seed=3, img_size=32)
     ref = fit(_cfg(synth / "train", tmp_path / "ref", **kw), log=lambda s: None, progress=False)
     out = tmp_path / "killed"
     argv = ["--data", str(synth / "train"), "--out", str(out), "--no-pretrained", "--unfreeze", "all",
             "--img-size", "32", "--batch-size", "8", "--rotation", "0", "--color-jitter", "0", "--dropout", "0",
             "--lr", "1e-3", "--patience", "0", "--epochs", "2", "--seed", "3"]
-    # `python -m train` in a process that SIGKILLs itself the moment epoch 1's checkpoint has landed:
-    # a kill at a known point, with no race against a poller that a busy machine may delay.
-    script = ("import os, signal, sys\n"
-              "import train.checkpoint as ck\n"
-              "save = ck.save_state\n"
-              "def save_then_die(*a, **k):\n"
-              "    save(*a, **k)\n"
-              "    os.kill(os.getpid(), signal.SIGKILL)\n"
-              "ck.save_state = save_then_die\n"
-              "from train.__main__ import main\n"
-              "sys.exit(main(sys.argv[1:]))\n")
+    script = f"import os, signal, sys\n{kill}\nfrom train.__main__ import main\nsys.exit(main(sys.argv[1:]))\n"
     proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     last = out / "checkpoints" / "last.pt"
     assert last.exists() and not (out / "metrics.json").exists()
     state = torch.load(last, weights_only=True)
-    assert state["epoch"] == 1
-    assert not list((out / "checkpoints").glob(".*tmp*"))  # no half-written checkpoint left behind
+    assert state["epoch"] == 1  # the checkpoint in place is whole: epoch 1's, never a half-written epoch 2
+    stale = list((out / "checkpoints").glob(".*tmp*"))
+    assert bool(stale) == (kill is KILL_WHILE_WRITING_SECOND_CHECKPOINT)
     fit(_cfg(synth / "train", out, resume=True, **kw), log=lambda s: None, progress=False)
+    assert not list((out / "checkpoints").glob(".*tmp*"))  # resuming removed what the kill left behind
     a, b = _metrics_without_time(ref), _metrics_without_time(out)
     assert a["validation"]["confusion_matrix"] == b["validation"]["confusion_matrix"]
     assert b["validation"]["log_loss"] == pytest.approx(a["validation"]["log_loss"], abs=1e-6)

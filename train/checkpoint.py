@@ -43,8 +43,17 @@ def save_best(folder: Path, model_state: dict[str, torch.Tensor]) -> Path:
     return atomic_write(folder / CHECKPOINT_DIR / BEST, lambda tmp: save_file(tensors, str(tmp)))
 
 
+def remove_stale(folder: Path) -> list[Path]:
+    """Delete temp files a killed run left half-written (never the checkpoints themselves)."""
+    stale = [p for name in (LAST, BEST) for p in (folder / CHECKPOINT_DIR).glob(f".{name}.tmp*")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def load_state(folder: Path) -> dict[str, Any] | None:
     """The last saved training state, or None when there is none."""
+    remove_stale(folder)
     path = folder / CHECKPOINT_DIR / LAST
     if not path.is_file():
         return None
