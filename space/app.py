@@ -28,9 +28,10 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gradio as gr  # noqa: E402
-from gradio import processing_utils  # noqa: E402
 
 import handlers  # noqa: E402
+import memory  # noqa: E402
+from hub.cam import FAST_CHANNELS  # noqa: E402
 import samples as sample_images  # noqa: E402
 from serving import GPU_SECONDS, Served, load, on_gpu  # noqa: E402
 from upload import ImagePath  # noqa: E402
@@ -40,18 +41,23 @@ DISCLAIMER = ("**Research use only, not a medical device.** The predictions and 
               "and must not be used for clinical decisions.")
 QUEUE_SIZE = 16        # waiting requests beyond this are refused with "queue full", not piled up
 CONCURRENCY = 2        # model calls at once; CPU inference already uses every core
+MODEL_CALLS = "model"  # one concurrency group for every endpoint that runs the model: the limit is global
 STATE_SECONDS = 900    # how long a session keeps its last explanation (for the opacity slider)
 MAX_FILE_SIZE = "64mb"
 
 
-def ui(fn: Callable) -> Callable:
-    """Wrap a handler for Gradio: a UserError becomes a gr.Error with the same message (no traceback)."""
+def ui(fn: Callable, trim: Optional[Callable[[], bool]] = None) -> Callable:
+    """Wrap a handler for Gradio: a UserError becomes a gr.Error with the same message (no traceback);
+    `trim` (a memory.Trimmer) runs after each call to hand freed heap pages back to the OS."""
     @functools.wraps(fn)
     def wrapper(*args):
         try:
             return fn(*args)
         except handlers.UserError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
+        finally:
+            if trim is not None:
+                trim()
     return wrapper
 
 
@@ -87,14 +93,34 @@ def error_banner(served: Served) -> str:
             "answers with this error until it is restarted with a model that loads.</div>")
 
 
-def png(image) -> str:
-    """Save a PIL image as PNG in Gradio's cache (cleaned by `delete_cache`) and return its path."""
+def png(image, name: str = "overlay") -> str:
+    """Save a PIL image as PNG in Gradio's cache (cleaned by `delete_cache`) and return its path.
+
+    Every image output goes through here as a file path, not as a PIL image: Gradio saves PIL
+    outputs to a path named by their content with a plain write, so two requests with the same
+    answer at the same moment could serve each other a half-written file (bench/load.py hit it).
+    Here the file is written under a temporary name and renamed into place.
+    """
+    import hashlib
+    import io
+    import uuid
+
     from gradio.utils import get_upload_folder
 
-    return processing_utils.save_pil_to_cache(image, cache_dir=get_upload_folder(), name="overlay", format="png")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    data = buf.getvalue()
+    folder = Path(get_upload_folder()) / hashlib.sha256(data).hexdigest()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    if not path.exists():
+        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return str(path)
 
 
-def cam_tab(served: Served, image: ImagePath, method: str, targets: list) -> None:
+def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: Callable[[], bool]) -> None:
     """One method's tab: class, opacity, run; heatmap vs overlay slider, PNG download, time."""
     with gr.Row():
         target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain", scale=2)
@@ -112,22 +138,24 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list) -> Non
 
     def compute(image, target, opacity):
         r = handlers.explain(served, image, method, target, opacity)
-        return (r.heatmap, r.overlay), png(r.overlay), r.summary, r.details, r.explanation
+        overlay = png(r.overlay)
+        return (png(r.heatmap, "heatmap"), overlay), overlay, r.summary, r.details, r.explanation
 
     def restyle(explanation, opacity):
         if explanation is None:  # nothing computed yet in this session
             return gr.skip(), gr.skip()
         heat, over = handlers.render(explanation, opacity)
-        return (heat, over), png(over)
+        overlay = png(over)
+        return (png(heat, "heatmap"), overlay), overlay
 
     seconds = GPU_SECONDS["slow" if method == "scorecam" and not served.scorecam_channels else "fast"]
-    run.click(on_gpu(ui(compute), seconds), [image, target, opacity], [slider, download, info, numbers, last],
-              api_name=method)
+    run.click(on_gpu(ui(compute, trim), seconds), [image, target, opacity], [slider, download, info, numbers, last],
+              api_name=method, concurrency_id=MODEL_CALLS)
     opacity.release(ui(restyle), [last, opacity], [slider, download], api_visibility="private",
                     concurrency_limit=None)
 
 
-def compare_tab(served: Served, image: ImagePath, targets: list) -> None:
+def compare_tab(served: Served, image: ImagePath, targets: list, trim: Callable[[], bool]) -> None:
     """Both methods side by side on the same image and class, each with its time and faithfulness."""
     with gr.Row():
         target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain", scale=2)
@@ -142,17 +170,18 @@ def compare_tab(served: Served, image: ImagePath, targets: list) -> None:
 
     def compute(image, target, opacity):
         r = handlers.compare(served, image, target, opacity)
-        return r.gradcam.overlay, r.scorecam.overlay, r.table, {"gradcam": r.gradcam.details,
+        return png(r.gradcam.overlay), png(r.scorecam.overlay), r.table, {"gradcam": r.gradcam.details,
                                                                  "scorecam": r.scorecam.details}
 
-    run.click(on_gpu(ui(compute), GPU_SECONDS["slow"]), [image, target, opacity], [grad, score, table, numbers],
-              api_name="compare")
+    run.click(on_gpu(ui(compute, trim), GPU_SECONDS["slow"]), [image, target, opacity], [grad, score, table, numbers],
+              api_name="compare", concurrency_id=MODEL_CALLS)
 
 
 def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None, queue_size: int = QUEUE_SIZE,
                concurrency: int = CONCURRENCY) -> gr.Blocks:
     """The app for one served model (or its load error): header, shared upload, one tab per task."""
     targets = [("Predicted class", handlers.PREDICTED)] + [(label, label) for label in served.labels]
+    trim = memory.Trimmer()  # one per app: trims are rate-limited across all its requests
     with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{DISCLAIMER}\n\n{card_links(served)}", elem_id="header")
         gr.HTML(error_banner(served), visible=not served.ready)
@@ -163,14 +192,14 @@ def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None,
                 run = gr.Button("Classify", variant="primary")
                 label = gr.Label(num_top_classes=min(5, len(served.labels) or 1), label="Top classes",
                                  elem_id="top-classes")
-                run.click(on_gpu(ui(lambda image: handlers.classify(served, image))), [image], [label],
-                          api_name="classify")
+                run.click(on_gpu(ui(lambda image: handlers.classify(served, image), trim)), [image], [label],
+                          api_name="classify", concurrency_id=MODEL_CALLS)
             with gr.Tab("Grad-CAM", id="gradcam"):
-                cam_tab(served, image, "gradcam", targets)
+                cam_tab(served, image, "gradcam", targets, trim)
             with gr.Tab("Score-CAM", id="scorecam"):
-                cam_tab(served, image, "scorecam", targets)
+                cam_tab(served, image, "scorecam", targets, trim)
             with gr.Tab("Compare", id="compare"):
-                compare_tab(served, image, targets)
+                compare_tab(served, image, targets, trim)
             with gr.Tab("Examples", id="examples"):
                 examples = examples or []
                 gr.Markdown("Click a sample to load it as the image above." if examples else
@@ -209,7 +238,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--scorecam-channels", default="auto", type=channels_option,
-                   help="k for fast Score-CAM; 0 = exact; auto = 64 on CPU, exact on GPU")
+                   help=f"k for fast Score-CAM; 0 = exact; auto = {FAST_CHANNELS} on CPU, exact on GPU")
     p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="model calls run at once")
     p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="requests that may wait in the queue")
     return p
@@ -218,6 +247,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> None:
     """Load the model (or keep why it failed), build the app, serve it."""
     args = parser().parse_args(argv)
+    memory.limit_arenas()  # before Gradio starts its worker threads
     served = load(args.model, args.revision, device=args.device, scorecam_channels=args.scorecam_channels)
     if served.ready:
         where = f"{served.source}@{served.revision} (commit {served.commit})" if served.is_hub else served.source

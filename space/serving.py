@@ -12,12 +12,11 @@ from typing import Callable, Optional
 
 import torch
 
+from hub.cam import default_max_channels
 from hub.classifier import Classifier
 from hub.loading import from_pretrained, is_repo_id, split_revision
 from hub.model import ModelLoadError
 
-# Fast Score-CAM on CPU: k of ResNet50's 2048 layer4 channels; exact Score-CAM on a GPU.
-CPU_SCORECAM_CHANNELS = 64
 # ZeroGPU time slots (seconds) per call: Grad-CAM and classification are quick, exact Score-CAM is not.
 GPU_SECONDS = {"fast": 30, "slow": 120}
 
@@ -54,8 +53,8 @@ class Served:
 
 
 def default_channels(device: torch.device) -> Optional[int]:
-    """k for fast Score-CAM on CPU; None (exact) on an accelerator."""
-    return None if device.type == "cuda" else CPU_SCORECAM_CHANNELS
+    """k for fast Score-CAM on CPU; None (exact) on CUDA: the library's choice, shared with `hub explain`."""
+    return default_max_channels(device)
 
 
 def load(source: str, revision: Optional[str] = None, device: str = "auto",

@@ -26,6 +26,7 @@ from PIL import Image
 from app_fixtures import (LABELS, ROOT, SCORECAM_K, launch, one_torch_thread, random_model,  # noqa: F401
                           random_model_folder, running_app, sample_paths, served)
 from hub import from_pretrained
+from hub.cam import FAST_CHANNELS
 from hub.publish import PublishError, push
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -129,7 +130,7 @@ def test_explain_both_methods_say_how_they_ran(served, sample_paths):
     assert -1.0 <= score.details["faithfulness"] <= 1.0
     heat, over = handlers.render(score.explanation, 0.0)  # opacity 0: the overlay is the image itself
     assert np.array_equal(np.asarray(over), np.asarray(score.explanation.image))
-    assert served.scorecam_channels == SCORECAM_K and serving.default_channels(served.classifier.device) == 64
+    assert served.scorecam_channels == SCORECAM_K and serving.default_channels(served.classifier.device) == FAST_CHANNELS
 
 
 def test_compare_explains_one_class_with_both_methods(served, sample_paths):
@@ -362,7 +363,7 @@ def test_deploy_space_is_one_commit_with_the_app_hub_and_variables(hub_server, h
     commits = hub_server.commits(space_id, "space")
     assert len(commits) == 2 and commits[0]["id"] == result.commit  # repo creation + ONE deploy commit
     files = set(commits[0]["files"])
-    shipped = {"app.py", "handlers.py", "serving.py", "samples.py", "upload.py", "README.md", "requirements.txt",
+    shipped = {"app.py", "handlers.py", "serving.py", "samples.py", "upload.py", "memory.py", "README.md", "requirements.txt",
                "hub/__init__.py", "hub/loading.py", "hub/explain.py", "hub/templates/model_card.md"}
     assert shipped <= files and files == set(space_files()) | {".gitattributes"}
     assert not [f for f in files if f.startswith(("train/", "tests/", "space/", "bench/")) or "__pycache__" in f]
@@ -429,3 +430,15 @@ def test_app_help_runs_from_the_repository(tmp_path):
     assert done.returncode == 0, done.stderr
     for flag in ("--model", "--revision", "--port", "--host", "--share", "--scorecam-channels"):
         assert flag in done.stdout
+
+
+def test_memory_tuning_takes_effect_on_glibc():
+    """The app caps malloc arenas and trims the heap after model calls (see space/memory.py)."""
+    import platform
+
+    import memory
+
+    on_glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert memory.limit_arenas() is on_glibc
+    trim = memory.Trimmer(every=3600)
+    assert trim() is on_glibc and trim() is False  # at most once per interval, however often asked
