@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hub.classifier import Classifier
+from hub.files import write_atomic
 from hub.images import ImageError, image_extensions, load_image
 
 COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method", "mode", "masked_passes",
@@ -140,12 +141,6 @@ def summarise(rows: Sequence[dict]) -> dict[str, dict]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def record_faithfulness(folder: str | Path, summary: dict[str, dict]) -> None:
     """Put `summary` under "faithfulness" in the model folder's metrics.json and re-render its card."""
     from hub.card import render_card_from_folder
@@ -157,13 +152,13 @@ def record_faithfulness(folder: str | Path, summary: dict[str, dict]) -> None:
     old_metrics = metrics_path.read_text()
     metrics = json.loads(old_metrics)
     metrics["faithfulness"] = summary
-    _write_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    write_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
     try:
         card = render_card_from_folder(folder)
     except Exception:
-        _write_atomic(metrics_path, old_metrics)  # keep metrics.json and README.md in step
+        write_atomic(metrics_path, old_metrics)  # keep metrics.json and README.md in step
         raise
-    _write_atomic(folder / "README.md", str(card))
+    write_atomic(folder / "README.md", str(card))
 
 
 def is_model_folder(source: str) -> bool:

@@ -103,9 +103,10 @@ def png(image, name: str = "overlay") -> str:
     """
     import hashlib
     import io
-    import uuid
 
     from gradio.utils import get_upload_folder
+
+    from hub.files import write_atomic
 
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -114,9 +115,7 @@ def png(image, name: str = "overlay") -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     if not path.exists():
-        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     return str(path)
 
 

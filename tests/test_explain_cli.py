@@ -115,3 +115,15 @@ def test_collect_images_skips_hidden_and_marks_truth(images):
     items = collect_images([images], LABELS)
     assert len(items) == 7 and not any(".cache" in str(i.path) for i in items)
     assert {LABELS[i.truth] for i in items} == set(LABELS)
+
+
+def test_write_atomic_replaces_whole_and_leaves_no_temp(tmp_path):
+    from hub.files import write_atomic
+
+    target = tmp_path / "metrics.json"
+    write_atomic(target, "old")
+    write_atomic(target, b"new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    with pytest.raises(TypeError):
+        write_atomic(target, 3)  # neither text nor bytes: the old file stays, no temp is left
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
