@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.loading import is_repo_id
-from hub.publish import PublishError, _explain, _token
+from hub.errors import PublishError, hub_error
+from hub.publish import resolve_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_PARTS = ("__pycache__",)
@@ -69,7 +70,7 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
         raise PublishError(f"--model must be a Hub repo id of the form 'org/name' (a Space cannot read a local "
                            f"folder), got {model!r}; push the folder first with `python -m hub push`")
     files = space_files()
-    api = HfApi(token=_token(token))
+    api = HfApi(token=resolve_token(token))
     try:
         info = api.model_info(model, revision=revision)
         if "config.json" not in {s.rfilename for s in info.siblings or []}:
@@ -77,7 +78,7 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
     except PublishError:
         raise
     except Exception as exc:
-        raise PublishError(f"not deploying: model {_explain(exc, model, revision)}") from None
+        raise PublishError(f"not deploying: model {hub_error(exc, model, revision)}") from None
     readme = space_readme(files.pop("README.md").read_text(encoding="utf-8"), model)
     ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in sorted(files.items())]
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme.encode("utf-8")))
@@ -90,13 +91,13 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
         commit = api.create_commit(space_id, repo_type="space", operations=ops,
                                    commit_message=f"Deploy app for {model}@{revision}")
     except Exception as exc:
-        raise _explain(exc, space_id) from None
+        raise hub_error(exc, space_id) from None
     try:  # after the commit, so a failed upload leaves the running Space untouched; setting them restarts it
         for key, value in variables.items():
             api.add_space_variable(space_id, key, value)
     except Exception as exc:
         raise PublishError(f"the app was committed ({commit.commit_url}) but setting {key} failed "
-                           f"({_explain(exc, space_id)}); set MODEL_ID={model} and MODEL_REVISION={revision} "
+                           f"({hub_error(exc, space_id)}); set MODEL_ID={model} and MODEL_REVISION={revision} "
                            "in the Space settings, or run the same command again") from None
     return DeployResult(space_id=space_id, commit=commit.oid, commit_url=commit.commit_url,
                         space_url=str(url), files=shipped, variables=variables)

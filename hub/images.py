@@ -16,14 +16,12 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hub.errors import ImageError
+
 # Decompression-bomb guard: 64 MP is far above any slide patch or MRI slice we expect.
 MAX_PIXELS = 64_000_000
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
-
-
-class ImageError(ValueError):
-    """An input that cannot be used as an image; the message says why."""
 
 
 def image_extensions() -> frozenset[str]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from hub.classifier import Classifier
-from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, ModelLoadError, load_local
+from hub.errors import ModelLoadError, network_errors
+from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, load_local
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -39,14 +40,12 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
                                         LocalEntryNotFoundError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
-    from hub.publish import _network_errors
-
     where = f"{repo_id}@{revision or 'main'}"
     fetch = dict(revision=revision, cache_dir=cache_dir, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, *PICKLE_NAMES])
     try:
         try:
             folder = Path(snapshot_download(repo_id, **fetch))
-        except _network_errors():
+        except network_errors():
             # huggingface_hub falls back to the cache by itself only when it cannot connect; a connection
             # dropped mid-answer lands here: serve this revision's cached snapshot if there is one.
             folder = Path(snapshot_download(repo_id, local_files_only=True, **fetch))

@@ -13,13 +13,11 @@ from typing import Any, Sequence
 import torch
 from safetensors import safe_open
 
+from hub.errors import ModelLoadError
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
-
-
-class ModelLoadError(ValueError):
-    """A model folder or repo that cannot be loaded safely; the message says why and what to do."""
 
 
 def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,

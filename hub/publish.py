@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import Sequence
 
 from hub.card import render_card
-from hub.model import ModelLoadError, check_folder
+from hub.errors import ModelLoadError, PublishError, hub_error
+from hub.model import check_folder
 
 PUBLISHED = ("model.safetensors", "config.json", "README.md", "metrics.json", "history.csv", "train_config.json")
 PUBLISHED_GLOBS = ("plots/*.png", "examples/*")
 NEVER = ("*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle", "checkpoints/*")
 TAG = re.compile(r"^v(\d+)$")
-
-
-class PublishError(RuntimeError):
-    """A push or pull that could not be done; nothing was changed remotely."""
 
 
 @dataclass(frozen=True)
@@ -63,46 +60,8 @@ def next_tag(tags: Sequence[str]) -> str:
     return f"v{max(numbers, default=0) + 1}"
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:  # the transport library of huggingface_hub >= 1.0
-        import httpx2
-
-        errors.append(httpx2.TransportError)
-    except ImportError:  # pragma: no cover - other client versions
-        pass
-    return tuple(errors)
-
-
-def _explain(exc: BaseException, repo_id: str, revision: str | None = None) -> PublishError:
-    """A plain message for a Hub failure (no token, no traceback)."""
-    from huggingface_hub.errors import (HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
-
-    if isinstance(exc, RevisionNotFoundError):
-        return PublishError(f"{repo_id}: revision '{revision}' not found")
-    if isinstance(exc, RepositoryNotFoundError):
-        return PublishError(f"{repo_id}: repository not found, or your token cannot see it")
-    if isinstance(exc, LocalTokenNotFoundError):
-        return PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
-    if isinstance(exc, HfHubHTTPError):
-        status = getattr(exc.response, "status_code", None)
-        if status == 401:
-            return PublishError("the Hub rejected the token (HTTP 401): it is invalid or expired; "
-                                "set a valid HF_TOKEN or run `hf auth login`")
-        if status == 403:
-            return PublishError(f"{repo_id}: your token has no write access to this repository (HTTP 403); "
-                                "use a token with the 'write' role, or push to a repo you own")
-        if status is not None and status >= 500:
-            return PublishError(f"{repo_id}: the Hub failed (HTTP {status}); nothing was committed, try again")
-        return PublishError(f"{repo_id}: the Hub refused the request (HTTP {status})")
-    if isinstance(exc, _network_errors()):
-        return PublishError(f"{repo_id}: cannot reach the Hub ({type(exc).__name__}); nothing was committed. "
-                            "Check the network (and HF_ENDPOINT), then run the same command again")
-    return PublishError(f"{repo_id}: {type(exc).__name__}: {exc}")
-
-
-def _token(token: str | None) -> str:
+def resolve_token(token: str | None) -> str:
+    """The explicit token, else the logged-in one (HF_TOKEN or `hf auth login`); refuse when there is none."""
     from huggingface_hub import get_token
 
     token = token if token is not None else get_token()
@@ -145,7 +104,7 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
             raise PublishError(f"not pushing: {folder} has no {name}; push a folder written by `python -m train`")
     if tag is not None and tag != "auto" and not TAG.match(tag):
         raise PublishError(f"--tag must be 'auto' or of the form vN (v1, v2, ...), got {tag!r}")
-    api = HfApi(token=_token(token))
+    api = HfApi(token=resolve_token(token))
     revision = branch or "main"
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -164,7 +123,7 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
     except PublishError:
         raise
     except Exception as exc:  # typed Hub errors and transport errors become one plain message
-        raise _explain(exc, repo_id, revision) from None
+        raise hub_error(exc, repo_id, revision) from None
 
     files = publishable_files(folder)
     card = render_card(config, json.loads((folder / "metrics.json").read_text()),
@@ -180,7 +139,7 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
         if tag and not create_pr:
             api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=f"model {tag}")
     except Exception as exc:
-        raise _explain(exc, repo_id, revision) from None
+        raise hub_error(exc, repo_id, revision) from None
     return PushResult(repo_id=repo_id, commit=info.oid, commit_url=info.commit_url,
                       revision=tag if tag and not create_pr else info.oid, tag=None if create_pr else tag,
                       pr_url=info.pr_url)
@@ -195,5 +154,5 @@ def pull(repo_id: str, out: str | Path, revision: str | None = None, token: str 
         path = snapshot_download(repo_id, revision=sha, local_dir=str(out), token=token,
                                  allow_patterns=[*PUBLISHED, *PUBLISHED_GLOBS])
     except Exception as exc:
-        raise _explain(exc, repo_id, revision) from None
+        raise hub_error(exc, repo_id, revision) from None
     return Path(path), sha

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from hub.errors import UserError
 from hub.explain import Explanation, jet
 from hub.images import ImageError, load_image
 from serving import Served, autocast
@@ -25,10 +26,6 @@ from serving import Served, autocast
 DISPLAY_MAX_SIDE = 2048
 PREDICTED = ""  # target value meaning "the predicted class"
 METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
-
-
-class UserError(ValueError):
-    """A request the app cannot serve; the message says why, for the person who sent it."""
 
 
 @dataclass(frozen=True)

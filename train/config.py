@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from hub.errors import ConfigError
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Names of ResNet children that --unfreeze may list ("all" trains everything).
@@ -104,10 +106,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-class ConfigError(ValueError):
-    """An invalid combination of training options; the message names the flag."""
 
 
 RECIPES: dict[str, dict[str, Any]] = {

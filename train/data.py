@@ -17,11 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hub.errors import DataError
 from hub.images import ImageError, image_extensions, load_image
-
-
-class DataError(ValueError):
-    """The dataset cannot be trained on; the message says what to fix."""
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hub.errors import WeightsError
 from train.config import TrainConfig
 
 # Steps between reads of the running loss/accuracy (each read is a host-device sync on a GPU).
 SYNC_EVERY = 10
-
-
-class WeightsError(RuntimeError):
-    """Initial weights could not be obtained; the message says how to train without them."""
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:

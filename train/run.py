@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from hub.card import render_card
 from hub.classifier import pick_device
+from hub.errors import OutputError
 from hub.model import save_model_folder
 from train import checkpoint, distributed, engine
 from train.config import TrainConfig
@@ -32,10 +33,6 @@ from train.plots import plot_confusion_matrix, plot_curves, plot_roc
 
 PUBLISHED = ("model.safetensors", "config.json", "metrics.json", "history.csv", "train_config.json", "README.md")
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-
-
-class OutputError(OSError):
-    """The output folder cannot be written; the previous model folder is untouched."""
 
 
 def ensure_writable(out: Path) -> None:
