@@ -1,4 +1,5 @@
-# Two commands: `make demo` (train on the built-in synthetic data, then serve it in the app) and `make test`.
+# Two commands: `make demo` (train on the built-in synthetic data, then serve it in the app) and `make test`
+# (ruff, the import-layer contracts in pyproject.toml, then pytest).
 # Both create or reuse the virtual environment in $(VENV) from requirements.txt.
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,9 +28,11 @@ demo: $(STAMP)
 	mkdir -p $(DEMO)/model/examples
 	for d in $(DEMO)/data/*/; do cp "$$(ls "$$d"*.png | tail -n 1)" $(DEMO)/model/examples/; done
 # Last: serve the model just trained (Ctrl+C stops it); Gradio prints the URL.
-	$(PY) space/app.py --model $(DEMO)/model --port $(DEMO_PORT)
+	$(PY) -m space --model $(DEMO)/model --port $(DEMO_PORT)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 clean:

@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hub.cam import FAST_CHANNELS
+from hub.explain.cam import FAST_CHANNELS
+from hub.images import find_images
 
 # The real MRI slices sit beside the repository (never copied into it); --data or $EXPLAIN_BENCH_DATA overrides.
 DEFAULT_DATA = os.environ.get("EXPLAIN_BENCH_DATA") or str(
@@ -126,7 +127,7 @@ def _library_scorecam(model, x, share: float):
 
 
 def _layer(model) -> str:
-    from hub.split import feature_layer_name
+    from hub.explain.split import feature_layer_name
 
     return feature_layer_name(model)
 
@@ -135,7 +136,7 @@ def _random_subset(model, x, k: int, dtype):
     """The issue's best subset rule, for comparison: k random channels, softmax over them only."""
     import torch
 
-    from hub.cam import MASK_EPS, ScoreCAM, normalise
+    from hub.explain.cam import MASK_EPS, ScoreCAM, normalise
 
     cam = ScoreCAM(model, dtype=dtype)
     with torch.inference_mode():
@@ -154,11 +155,11 @@ def _floor(model, x, passes: int, batch: int, dtype, cap: int):
     """Plain batched forwards: min(passes, cap) timed, scaled to `passes`."""
     import torch
 
-    from hub.cam import _autocast
+    from hub.device import autocast
 
     run = max(1, min(passes, cap))
     xb = x.expand(batch, -1, -1, -1).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), _autocast(x.device, dtype):
+    with torch.inference_mode(), autocast(x.device, dtype):
         model(xb[:2])  # warm-up: first-call primitive creation is not part of the floor
         start = time.perf_counter()
         done, total = 0, 0.0
@@ -174,7 +175,7 @@ def worker(a) -> dict:
     """Run one method at one size on every image; print a JSON line."""
     import torch
 
-    from hub.cam import FastScoreCAM, GradCAM, ScoreCAM, auto_batch_size, normalise, resolve_dtype
+    from hub.explain.cam import FastScoreCAM, GradCAM, ScoreCAM, auto_batch_size, normalise, resolve_dtype
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -246,8 +247,8 @@ def pick_images(data: str, n: int) -> list[str]:
     """n images spread over the classes, from the last 20% of each class's sorted file numbers
     (the block a contiguous validation split holds out), evenly spaced."""
     root = Path(data)
-    classes = sorted(p for p in root.iterdir() if p.is_dir())
-    per_class = [sorted(c.iterdir(), key=lambda f: (len(f.stem), f.stem)) for c in classes]
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    per_class = [sorted(find_images(c), key=lambda f: (len(f.stem), f.stem)) for c in classes]
     held = [files[int(len(files) * 0.8):] for files in per_class]
     picks = []
     for i in range(n):
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--passes", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.dtype is None:
-        from hub.cam import cpu_supports_bf16
+        from hub.device import cpu_supports_bf16
 
         a.dtype = "bfloat16" if a.device == "cpu" and cpu_supports_bf16() else "auto"
     if a.worker:

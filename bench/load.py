@@ -1,16 +1,17 @@
 """Load test of the Gradio app: N concurrent gradio_client clients against one app on 127.0.0.1.
 
-The app runs as its own process (`space/app.py`), so its resident memory is measured apart from
+The app runs as its own process (`python -m space`), so its resident memory is measured apart from
 the clients'. First every distinct request (endpoint x image) is answered alone: those answers
 are the reference. Then a warm-up round with every client at once (memory use under concurrency
 settles only once the app has served concurrent requests: allocator arenas, thread pools), the
 app's RSS, the load (each client sends its requests back to back, cycling /classify, /gradcam
-and /scorecam over the images), and the RSS again. Every answer under load is compared with its reference: a mismatch means a result
-depended on what else was running (shared hooks, shared state). Goal on 2 CPU cores with the
-defaults: 16 clients x 50 requests, 0 errors, 0 mismatches, RSS growth under 10% after warm-up.
+and /scorecam over the images), and the RSS again. Every answer under load is compared with its
+reference: a mismatch means a result depended on what else was running (shared hooks, shared
+state). Goal on 2 CPU cores with the defaults: 16 clients x 50 requests, 0 errors, 0 mismatches,
+RSS growth under 10% after warm-up.
 
-    python bench/load.py --model runs/demo/model              # after `make demo`
-    python bench/load.py --model org/her2-resnet50@v2 --clients 8 --requests 20
+    python -m bench.load --model runs/demo/model              # after `make demo`
+    python -m bench.load --model org/her2-resnet50@v2 --clients 8 --requests 20
 
 Requests go only to the app on loopback; the run is bounded by --requests and --time-limit.
 """
@@ -31,10 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from train.synthetic import PATTERNS, make_image
 
-from train.synthetic import PATTERNS, make_image  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ENDPOINTS = ("classify", "gradcam", "scorecam")
 PROB_TOL = 1e-5    # probabilities: float32 math in a different thread must agree to this
@@ -51,12 +51,12 @@ class Answer:
 
 
 def start_app(model: str, port: int, channels: str, concurrency: int, log: Path) -> subprocess.Popen:
-    """`python space/app.py` on 127.0.0.1:port; returns once it answers HTTP 200."""
+    """`python -m space` on 127.0.0.1:port; returns once it answers HTTP 200."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    cmd = [sys.executable, str(ROOT / "space" / "app.py"), "--model", model, "--host", "127.0.0.1",
-           "--port", str(port), "--scorecam-channels", channels, "--concurrency", str(concurrency),
+    cmd = [sys.executable, "-m", "space", "--model", model, "--host", "127.0.0.1",
+           "--port", str(port), "--max-channels", channels, "--concurrency", str(concurrency),
            "--queue-size", "64"]
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="requests per client in the concurrent warm-up round")
     p.add_argument("--images", type=int, default=6, help="distinct synthetic images")
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--scorecam-channels", default="auto", help="the app's --scorecam-channels")
+    p.add_argument("--max-channels", default="auto", help="the app's --max-channels (auto, exact or K)")
     p.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
     p.add_argument("--port", type=int, default=7871)
     p.add_argument("--time-limit", type=float, default=1200, help="seconds; no new request starts after it")
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         path = work / f"{names[i % 3]}_{i}.png"
         make_image(names[i % 3], a.image_size, rng)[0].save(path)
         images.append(str(path))
-    app = start_app(a.model, a.port, a.scorecam_channels, a.concurrency, work / "app.log")
+    app = start_app(a.model, a.port, a.max_channels, a.concurrency, work / "app.log")
     url = f"http://127.0.0.1:{a.port}/"
     try:
         # One download folder per client: gradio_client writes a result file in place, so two clients
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 try:
                     answer = call(clients[c], *job)
-                except Exception as exc:  # count and go on: the run must finish and report
+                except Exception as exc:  # noqa: BLE001 - count and go on: the run must finish and report
                     with lock:
                         errors.append(f"{job[0]} {Path(job[1]).name}: {type(exc).__name__}: {exc}")
                     continue

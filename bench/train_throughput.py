@@ -5,15 +5,14 @@ interleaved A/B several times so drift of the machine hits both equally; the rat
 ours / bare is the figure (goal >= 0.95: the engine adds no meaningful overhead).
 A second figure times our full input pipeline (PNG decode + transforms through DataLoader).
 
-    python bench/train_throughput.py                 # CPU defaults: 64 px, batch 16
-    python bench/train_throughput.py --device cuda --amp --img-size 224 --batch-size 64
+    python -m bench.train_throughput                 # CPU defaults: 64 px, batch 16
+    python -m bench.train_throughput --device cuda --amp --img-size 224 --batch-size 64
 """
 from __future__ import annotations
 
 import argparse
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,16 +20,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hub.classifier import pick_device  # noqa: E402
-from train import engine  # noqa: E402
+from hub.device import pick_device
+from hub.images import find_images
+from train import engine
 
 
 def bare_epoch(model, loader, criterion, optimizer, device, amp) -> None:
     """The minimal PyTorch loop: what anyone would write by hand."""
     model.train()
-    fmt = torch.channels_last if amp and device.type == "cuda" else torch.contiguous_format
+    fmt = engine.memory_format(device, amp)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True, memory_format=fmt), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -96,7 +94,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_dataset(Path(tmp) / "d", classes=3, per_class=max(1, n // 3), size=a.img_size * 2, seed=0)
-        paths = sorted(root.rglob("*.png"))[:n]
+        paths = find_images(root)[:n]
         split = Split(tuple(paths), tuple(i % 3 for i in range(len(paths))))
         cfg = eval_data_config(model, a.img_size)
         ds = ImageDataset(split, train_transform(cfg, True, 20.0, 0.2))

@@ -1,16 +1,25 @@
-"""python -m hub: push a model folder to the Hub, pull a revision back, deploy the app to a Space.
+"""python -m hub: push a model folder to the Hub, pull a revision back, explain many images.
 
     python -m hub push runs/demo/model org/her2-resnet50 --tag auto
     python -m hub pull org/her2-resnet50@v2 ./her2-v2
-    python -m hub deploy-space org/her2-demo --model org/her2-resnet50 --revision v2
     python -m hub explain runs/demo/model runs/demo/data --method both --out runs/demo/explained --faithfulness
+
+Deploying the app to a Space is the app's own command: `python -m space deploy ...`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from hub.cam import FAST_CHANNELS
+from hub.explain.cam import FAST_CHANNELS, MaxChannels, parse_max_channels
+
+
+def max_channels_option(value: str) -> MaxChannels:
+    """--max-channels: auto, exact or K >= 1, with the option named in the error."""
+    try:
+        return parse_max_channels(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("max_channels", "--max-channels")) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,20 +37,16 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pull", help="download a revision into a folder")
     s.add_argument("repo", metavar="REPO_ID[@REV]", help="e.g. org/name@v2 (default revision: main)")
     s.add_argument("out", help="folder to write")
-    s = sub.add_parser("deploy-space", help="upload the Gradio app (space/ + hub/) to a Space as one commit and "
-                                            "point it at a model revision (Space variables MODEL_ID, MODEL_REVISION)")
-    s.add_argument("space_id", help="ORG/NAME of the Space (created if missing)")
-    s.add_argument("--model", required=True, metavar="REPO_ID", help="the model repo the Space serves")
-    s.add_argument("--revision", default="main", help="tag, branch or commit to serve; pin a tag such as v2")
-    s.add_argument("--private", action="store_true", help="create the Space as private")
+    s = sub.add_parser("deploy-space", help="moved: python -m space deploy SPACE_ID --model REPO_ID ...")
+    s.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     s = sub.add_parser("explain", help="heatmaps for many images: overlays/*.png and explanations.csv in --out")
     s.add_argument("model", metavar="MODEL", help="model folder, or REPO_ID[@REV] on the Hub")
     s.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders (searched recursively)")
     s.add_argument("--out", required=True, help="folder for overlays/ and explanations.csv")
     s.add_argument("--method", choices=["scorecam", "gradcam", "both"], default="both", help="default: both")
-    s.add_argument("--max-channels", default="auto", metavar="auto|exact|K",
-                   help="Score-CAM masked passes: auto = fast (k=%d) on CPU, exact on CUDA; exact = one pass "
-                        "per channel; K = fast mode with K passes (default: auto)" % FAST_CHANNELS)
+    s.add_argument("--max-channels", default="auto", metavar="auto|exact|K", type=max_channels_option,
+                   help=f"Score-CAM masked passes: auto = fast (k={FAST_CHANNELS}) on CPU, exact on CUDA; exact = "
+                        "one pass per channel; K = fast mode with K passes (default: auto)")
     s.add_argument("--target", metavar="LABEL", help="explain this class instead of the predicted one")
     s.add_argument("--faithfulness", action="store_true",
                    help="explain each image's true class (from its folder name), average each method's "
@@ -58,18 +63,26 @@ def run_explain(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from hub import from_pretrained
-    from hub.batch import (CSV_NAME, SUMMARY_NAME, collect_images, explain_images, is_model_folder,
-                           record_faithfulness, resolve_channels, summarise)
+    from hub.explain.batch import (
+        CSV_NAME,
+        SUMMARY_NAME,
+        collect_images,
+        explain_images,
+        is_model_folder,
+        record_faithfulness,
+        summarise,
+    )
+    from hub.explain.cam import resolve_max_channels
 
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
     if args.faithfulness and args.target:
         raise ValueError("--faithfulness explains each image's true class; leave out --target")
     clf = from_pretrained(args.model, device=args.device)
-    k = resolve_channels(args.max_channels, clf.device)
+    k = resolve_max_channels(args.max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
     methods = ["gradcam", "scorecam"] if args.method == "both" else [args.method]
-    rows = explain_images(clf, items, methods, args.out, max_channels=k, target=args.target,
+    rows = explain_images(clf, items, methods, args.out, max_channels="exact" if k is None else k, target=args.target,
                           true_class=args.faithfulness, opacity=args.opacity)
     out = Path(args.out)
     failed = sorted({r["image"] for r in rows if r["error"]})
@@ -95,18 +108,16 @@ def run_explain(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; expected failures print one line and exit 2."""
     args = parser().parse_args(argv)
-    from hub.model import ModelLoadError
-    from hub.publish import PublishError, pull, push
+    from hub.errors import ModelLoadError, PublishError
+    from hub.publish import pull, push
 
     try:
         if args.command == "explain":
             run_explain(args)
-        elif args.command == "deploy-space":
-            from hub.deploy import deploy_space
-
-            result = deploy_space(args.space_id, args.model, args.revision, private=args.private)
-            print(f"deployed {len(result.files)} files to {result.space_url} in one commit: {result.commit_url}")
-            print(f"serving {args.model}@{args.revision} (Space variables MODEL_ID, MODEL_REVISION)")
+        elif args.command == "deploy-space":  # the app deploys itself now; hub knows nothing of space/
+            print("error: `python -m hub deploy-space` moved to `python -m space deploy` (same arguments): "
+                  f"python -m space deploy {' '.join(args.rest) or 'ORG/SPACE --model ORG/MODEL'}", file=sys.stderr)
+            return 2
         elif args.command == "push":
             result = push(args.folder, args.repo_id, tag=args.tag, branch=args.branch, create_pr=args.create_pr,
                           private=args.private, message=args.message)

@@ -6,13 +6,17 @@ the repo id, the revision and the earlier revisions are known.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hub.model import label_names
+
 TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
-TAGS = ["timm", "image-classification", "medical-imaging", "grad-cam", "score-cam"]
+# Tags every model of this project has; the user's own (--tags, e.g. medical-imaging) are added to them.
+TAGS = ["timm", "image-classification", "grad-cam", "score-cam"]
 
 
 def _fmt(value: float | None) -> str:
@@ -30,7 +34,8 @@ def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> 
             continue
         out.append(EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset_name,
                               dataset_split=split, metric_type=metric_type, metric_name=name,
-                              metric_value=round(float(value), 6), metric_config="macro" if metric_type != "accuracy" else None))
+                              metric_value=round(float(value), 6),
+                              metric_config="macro" if metric_type != "accuracy" else None))
     return out
 
 
@@ -40,17 +45,18 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
     cfg = train_config["config"]
     dataset = train_config["dataset"]
     pcfg = config.get("pretrained_cfg", {})
-    labels = list(config.get("label_names") or pcfg.get("label_names") or [])
+    labels = list(label_names(config) or [])
     results = {name: metrics[name] for name in ("validation", "test") if name in metrics}
     name = repo_id.split("/")[-1] if repo_id else Path(cfg.get("out", "model")).name
     dataset_id = cfg.get("dataset_id")
-    base_model = f"timm/{cfg['arch']}.{cfg['pretrained_tag']}" if cfg.get("pretrained") and not cfg.get("init") else None
+    imagenet = cfg.get("pretrained") and not cfg.get("init")
+    base_model = f"timm/{cfg['arch']}.{cfg['pretrained_tag']}" if imagenet else None
     card_data = ModelCardData(
         model_name=name,
         library_name="timm",
         pipeline_tag="image-classification",
         license=cfg.get("license") or "apache-2.0",
-        tags=TAGS,
+        tags=list(dict.fromkeys([*TAGS, *cfg.get("tags", ())])),
         datasets=[dataset_id] if dataset_id else None,
         base_model=base_model,
         metrics=["accuracy", "f1", "roc_auc"],
@@ -65,11 +71,14 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
     init = ("initialised from ImageNet weights `" + base_model + "`" if base_model
             else f"initialised from `{cfg['init']}`" if cfg.get("init") else "trained from scratch (random init)")
     load_id = repo_id or "path/to/model-folder"
+    timm_id = (f"hf-hub:{repo_id}@{revision}" if repo_id and revision
+               else f"hf-hub:{repo_id}" if repo_id else "local-dir:path/to/model-folder")
     history = train_config.get("run", {})
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
         model_name=name,
+        homepage=cfg.get("homepage"),
         architecture=config.get("architecture", cfg.get("arch")),
         labels=labels,
         data_summary=", ".join(f"{n} `{lab}`" for lab, n in total.items()) + " images",
@@ -89,7 +98,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         results={"test" if k == "test" else "validation": v for k, v in results.items()},
         faithfulness=metrics.get("faithfulness"),
         fmt=_fmt,
-        timm_id=f"hf-hub:{repo_id}@{revision}" if repo_id and revision else (f"hf-hub:{repo_id}" if repo_id else "local-dir:path/to/model-folder"),
+        timm_id=timm_id,
         load_id=load_id,
         revision=revision if repo_id else None,
         previous=list(previous),
@@ -101,5 +110,6 @@ def render_card_from_folder(folder: str | Path, **hub_context: Any) -> ModelCard
     import json
 
     folder = Path(folder)
-    read = lambda n: json.loads((folder / n).read_text())  # noqa: E731
-    return render_card(read("config.json"), read("metrics.json"), read("train_config.json"), **hub_context)
+    config, metrics, train_config = (json.loads((folder / n).read_text())
+                                     for n in ("config.json", "metrics.json", "train_config.json"))
+    return render_card(config, metrics, train_config, **hub_context)

@@ -5,25 +5,20 @@ Labels and preprocessing are read from the model itself (config.json -> pretrain
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from timm.data import create_transform, resolve_model_data_config
 
+from hub.device import pick_device
 from hub.images import ImageInput, load_image
 from hub.model import labels_of
 
-
-def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' (or None) picks CUDA, then Apple MPS, then CPU."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+if TYPE_CHECKING:  # the explanation engine sits above this module: imported when explain() is called
+    from hub.explain.cam import MaxChannels
+    from hub.explain.explanation import Explanation
 
 
 @dataclass(eq=False)
@@ -60,15 +55,10 @@ class Classifier:
         ranked = sorted(zip(self.labels, probs), key=lambda kv: kv[1], reverse=True)
         return dict(ranked[:top_k] if top_k else ranked)
 
-    def predict_batch(self, images: Sequence[ImageInput]) -> list[dict[str, float]]:
-        """`predict` for several images in one forward pass."""
-        probs = self.logits(list(images)).softmax(dim=1).tolist()
-        return [dict(sorted(zip(self.labels, p), key=lambda kv: kv[1], reverse=True)) for p in probs]
-
     def explain(self, image: ImageInput, method: str = "scorecam", target: int | str | None = None,
-                max_channels: int | None = None, **options):
-        """Heatmap explanation of one prediction (see `hub.explain.explain`)."""
-        from hub.explain import explain
+                max_channels: MaxChannels = "exact", **options) -> Explanation:
+        """Heatmap explanation of one prediction (see `hub.explain.explanation`); max_channels: k, 'exact' or 'auto'."""
+        from hub.explain.explanation import explain
 
         return explain(self.model, load_image(image), method=method, target=target, max_channels=max_channels,
                        transform=self.transform, labels=self.labels, device=self.device, **options)
@@ -77,4 +67,5 @@ class Classifier:
         where = self.source or "model"
         if self.revision:
             where += f"@{self.revision}"
-        return f"Classifier({where}, labels={self.labels}, input={self.data_config['input_size']}, device={self.device})"
+        size = self.data_config["input_size"]
+        return f"Classifier({where}, labels={self.labels}, input={size}, device={self.device})"

@@ -57,8 +57,12 @@ def hub_error(exc: BaseException, repo_id: str, revision: str | None = None,
     `committed` says whether a commit already landed before the failure, so the message never
     claims "nothing was committed" when something was.
     """
-    from huggingface_hub.errors import (HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalTokenNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     nothing = "" if committed else "; nothing was committed"
     if isinstance(exc, RevisionNotFoundError):

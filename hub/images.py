@@ -29,6 +29,23 @@ def image_extensions() -> frozenset[str]:
     return frozenset(ext.lower() for ext in Image.registered_extensions())
 
 
+def is_image_file(path: Path, extensions: frozenset[str] | None = None) -> bool:
+    """True for a visible file with an image extension."""
+    exts = image_extensions() if extensions is None else extensions
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in exts
+
+
+def find_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """The image files under `folder` (its sub-folders too when `recursive`), sorted; hidden files and
+    folders (".cache", ".ipynb_checkpoints", ...) are skipped. The one rule for what counts as an image
+    in a folder: training, `python -m hub explain` and the app's samples all list images with it."""
+    folder = Path(folder)
+    exts = image_extensions()
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if is_image_file(p, exts)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Load `source` fully and return it as an 8-bit RGB PIL image."""
     if isinstance(source, Image.Image):

@@ -36,9 +36,15 @@ def is_repo_id(source: str) -> bool:
 def download(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> tuple[Path, str]:
     """Fetch config.json + model.safetensors of `repo_id@revision`; return (snapshot folder, commit sha)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
-                                        LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f"{repo_id}@{revision or 'main'}"
     fetch = dict(revision=revision, cache_dir=cache_dir, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, *PICKLE_NAMES])

@@ -7,17 +7,22 @@ Only safetensors weights are ever loaded: a folder or repo with just a pickle is
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from hub.errors import ModelLoadError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+# Every file of a model folder that is published (training writes them, a push uploads them).
+MODEL_FILES = (WEIGHTS_NAME, CONFIG_NAME, "README.md", "metrics.json", "history.csv", "train_config.json")
+PLOTS = ("plots/confusion_matrix.png", "plots/roc.png", "plots/curves.png")
+MODEL_GLOBS = ("plots/*.png", "examples/*")
 
 
 def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,
@@ -69,14 +74,12 @@ def check_folder(folder: str | Path) -> dict:
         with safe_open(weights, framework="pt") as f:
             key = f"{head}.weight"
             rows = f.get_slice(key).get_shape()[0] if key in f.keys() else None
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+    except (SafetensorError, OSError, ValueError) as exc:  # a corrupt header, a truncated file
         raise ModelLoadError(f"{weights}: not a readable safetensors file ({exc})") from None
     if rows is not None and num_classes is not None and rows != num_classes:
         raise ModelLoadError(f"{folder}: config.json says num_classes={num_classes} but the weights have "
                              f"{rows} outputs in '{head}'; the config and weights do not belong together")
-    labels = cfg.get("label_names")
-    if isinstance(labels, dict):  # timm also allows {index: name}
-        labels = list(labels.values())
+    labels = label_names(cfg)
     if labels is not None and not (isinstance(labels, list) and all(isinstance(n, str) and n for n in labels)):
         raise ModelLoadError(f"{folder}: config.json label_names must be a list of non-empty strings, got {labels!r}")
     if labels is not None and len(set(labels)) != len(labels):
@@ -99,11 +102,38 @@ def load_local(folder: str | Path) -> torch.nn.Module:
     return model.eval()
 
 
+def label_names(config: dict) -> list | None:
+    """The `label_names` of a config.json or pretrained_cfg dict, by output index (None when absent).
+
+    timm writes them at the top level of config.json and into `pretrained_cfg` when loading; both
+    the list form and timm's {index: name} form are read here, and only here.
+    """
+    names = config.get("label_names")
+    if names is None:
+        names = (config.get("pretrained_cfg") or {}).get("label_names")
+    if isinstance(names, dict):
+        names = [names.get(str(i), names.get(i)) for i in range(len(names))]
+    return names
+
+
 def labels_of(model: torch.nn.Module) -> list[str]:
-    """Class names from the model's pretrained_cfg (timm's `label_names`), by output index."""
-    names = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")
+    """Class names of a loaded timm model (from its pretrained_cfg), by output index; indices if it has none."""
+    names = label_names(getattr(model, "pretrained_cfg", None) or {})
     if names is None:
         return [str(i) for i in range(model.num_classes)]
-    if isinstance(names, dict):  # timm allows {index: name}
-        return [str(names.get(str(i), names.get(i, i))) for i in range(model.num_classes)]
     return [str(n) for n in names]
+
+
+def resolve_target(target: int | str | None, labels: Sequence[str]) -> int | None:
+    """A class index from an index, a label name, or None (the predicted class); ValueError names the choices."""
+    if target is None:
+        return None
+    labels = list(labels)
+    if isinstance(target, str):
+        if target not in labels:
+            raise ValueError(f"unknown target label {target!r}; the model's labels are {labels}")
+        return labels.index(target)
+    index = int(target)
+    if not 0 <= index < len(labels):
+        raise ValueError(f"target {index} is out of range for {len(labels)} classes {labels}")
+    return index

@@ -11,16 +11,14 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from hub.card import render_card
 from hub.errors import ModelLoadError, PublishError, hub_error
-from hub.model import check_folder
+from hub.model import MODEL_FILES, MODEL_GLOBS, check_folder
 
-PUBLISHED = ("model.safetensors", "config.json", "README.md", "metrics.json", "history.csv", "train_config.json")
-PUBLISHED_GLOBS = ("plots/*.png", "examples/*")
 NEVER = ("*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle", "checkpoints/*")
 TAG = re.compile(r"^v(\d+)$")
 
@@ -45,8 +43,8 @@ class PushResult:
 def publishable_files(folder: str | Path) -> list[str]:
     """Relative paths of the files of `folder` that a push uploads, sorted."""
     folder = Path(folder)
-    found = [name for name in PUBLISHED if (folder / name).is_file()]
-    for pattern in PUBLISHED_GLOBS:
+    found = [name for name in MODEL_FILES if (folder / name).is_file()]
+    for pattern in MODEL_GLOBS:
         for path in sorted(folder.glob(pattern)):
             rel = path.relative_to(folder).as_posix()
             if path.is_file() and not path.name.startswith(".") and not any(fnmatch.fnmatch(rel, n) for n in NEVER):
@@ -122,14 +120,15 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
         previous = _previous_revisions(api, repo_id, tags)
     except PublishError:
         raise
-    except Exception as exc:  # typed Hub errors and transport errors become one plain message
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise hub_error(exc, repo_id, revision) from None
 
     files = publishable_files(folder)
     card = render_card(config, json.loads((folder / "metrics.json").read_text()),
                        json.loads((folder / "train_config.json").read_text()),
                        repo_id=repo_id, revision=tag or revision, previous=previous)
-    ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files if rel != "README.md"]
+    ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel))
+           for rel in files if rel != "README.md"]
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
     keep = set(files) | {"README.md", ".gitattributes"}
     ops += [CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote - keep)]
@@ -138,7 +137,7 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
                                  commit_message=message or (f"Publish {tag}" if tag else "Publish model"))
         if tag and not create_pr:
             api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=f"model {tag}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise hub_error(exc, repo_id, revision) from None
     return PushResult(repo_id=repo_id, commit=info.oid, commit_url=info.commit_url,
                       revision=tag if tag and not create_pr else info.oid, tag=None if create_pr else tag,
@@ -152,7 +151,7 @@ def pull(repo_id: str, out: str | Path, revision: str | None = None, token: str 
     try:
         sha = HfApi(token=token).model_info(repo_id, revision=revision).sha
         path = snapshot_download(repo_id, revision=sha, local_dir=str(out), token=token,
-                                 allow_patterns=[*PUBLISHED, *PUBLISHED_GLOBS])
-    except Exception as exc:
+                                 allow_patterns=[*MODEL_FILES, *MODEL_GLOBS])
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise hub_error(exc, repo_id, revision) from None
     return Path(path), sha

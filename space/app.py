@@ -1,40 +1,22 @@
-"""Explainable image classifier: a Gradio app serving one model revision, with Grad-CAM and Score-CAM.
+"""The app's layout: a shared upload, then Classify, Grad-CAM, Score-CAM, Compare and Examples tabs.
 
-    MODEL_ID=org/her2-resnet50 MODEL_REVISION=v2 python space/app.py
-    python space/app.py --model runs/demo/model --port 7860 [--share]
-
-The same file is the Space's `app.py`: on a Space, `hub/` sits beside it; in the repository it is one
-folder up. Layout and start-up only: the work is in `handlers.py` (pure functions), the model in
-`serving.py`, the sample images in `samples.py`, the upload widget in `upload.py`.
+Wiring only: the work is in `handlers` (pure functions), the model in `serving`, the sample images
+in `samples`, the upload widget in `upload`; `python -m space` (space/__main__.py) starts it.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import html
-import os
-import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-try:  # ZeroGPU: `spaces` patches torch and must be imported before anything touches CUDA
-    import spaces  # noqa: F401
-except ImportError:  # not on a Space: plain CUDA or CPU
-    pass
-try:  # at a Space root `hub/` is beside this file; in the repository it is one level up
-    import hub  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import gradio as gr
 
-import gradio as gr  # noqa: E402
-
-import handlers  # noqa: E402
-import memory  # noqa: E402
-from hub.cam import FAST_CHANNELS  # noqa: E402
-import samples as sample_images  # noqa: E402
-from serving import GPU_SECONDS, Served, load, on_gpu  # noqa: E402
-from upload import ImagePath  # noqa: E402
+from hub.errors import UserError
+from space import handlers, memory
+from space.serving import GPU_SECONDS, Served, on_gpu
+from space.upload import ImagePath
 
 TITLE = "Explainable image classifier"
 DISCLAIMER = ("**Research use only, not a medical device.** The predictions and heatmaps are not a diagnosis "
@@ -53,7 +35,7 @@ def ui(fn: Callable, trim: Optional[Callable[[], bool]] = None) -> Callable:
     def wrapper(*args):
         try:
             return fn(*args)
-        except handlers.UserError as exc:
+        except UserError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         finally:
             if trim is not None:
@@ -76,9 +58,9 @@ def card_links(served: Served) -> str:
         parts = [f"Model folder `{html.escape(served.source)}` (model card: `README.md` in that folder)"]
     if served.ready:
         clf = served.classifier
-        k = served.scorecam_channels
+        k = served.max_channels
         parts += [f"device `{clf.device.type}`",
-                  f"Score-CAM {'fast, k = ' + str(k) + ' channels' if k else 'exact'}",
+                  f"Score-CAM {'exact' if k == 'exact' else f'fast, k = {k} channels'}",
                   f"classes: {', '.join(handlers.md_escape(label) for label in clf.labels)}"]
     return " · ".join(parts)
 
@@ -147,7 +129,7 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: 
         overlay = png(over)
         return (png(heat, "heatmap"), overlay), overlay
 
-    seconds = GPU_SECONDS["slow" if method == "scorecam" and not served.scorecam_channels else "fast"]
+    seconds = GPU_SECONDS["slow" if method == "scorecam" and served.max_channels == "exact" else "fast"]
     run.click(on_gpu(ui(compute, trim), seconds), [image, target, opacity], [slider, download, info, numbers, last],
               api_name=method, concurrency_id=MODEL_CALLS)
     opacity.release(ui(restyle), [last, opacity], [slider, download], api_visibility="private",
@@ -212,52 +194,3 @@ def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None,
                 gallery.select(pick, None, image, api_visibility="private")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return demo
-
-
-def channels_option(value: str):
-    """--scorecam-channels: 'auto', or k >= 0 (0 = exact Score-CAM)."""
-    if value == "auto":
-        return value
-    if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number >= 0, got {value!r}")
-    return int(value)
-
-
-def parser() -> argparse.ArgumentParser:
-    """Command-line options; the model defaults come from the environment (Space variables)."""
-    p = argparse.ArgumentParser(prog="python space/app.py", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=os.environ.get("MODEL_ID", ""),
-                   help="Hub repo id or local model folder (env MODEL_ID)")
-    p.add_argument("--revision", default=os.environ.get("MODEL_REVISION") or None,
-                   help="tag, branch or commit of a Hub model (env MODEL_REVISION; default: main, or the "
-                        "@rev in --model)")
-    p.add_argument("--host", default=None, help="address to bind (default: GRADIO_SERVER_NAME or 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or 7860)")
-    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--scorecam-channels", default="auto", type=channels_option,
-                   help=f"k for fast Score-CAM; 0 = exact; auto = {FAST_CHANNELS} on CPU, exact on GPU")
-    p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="model calls run at once")
-    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="requests that may wait in the queue")
-    return p
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    """Load the model (or keep why it failed), build the app, serve it."""
-    args = parser().parse_args(argv)
-    memory.limit_arenas()  # before Gradio starts its worker threads
-    served = load(args.model, args.revision, device=args.device, scorecam_channels=args.scorecam_channels)
-    if served.ready:
-        where = f"{served.source}@{served.revision} (commit {served.commit})" if served.is_hub else served.source
-        print(f"serving {where} on {served.classifier.device}", flush=True)
-    else:
-        print(f"model not loaded: {served.error}", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(prefix="space-samples-") as scratch:  # synthetic samples, removed on exit
-        examples = sample_images.collect(served, Path(scratch))
-        demo = build_demo(served, examples, queue_size=args.queue_size, concurrency=args.concurrency)
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
-
-
-if __name__ == "__main__":
-    main()

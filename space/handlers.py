@@ -17,9 +17,10 @@ import numpy as np
 from PIL import Image
 
 from hub.errors import UserError
-from hub.explain import Explanation, jet
+from hub.explain.explanation import Explanation, jet
 from hub.images import ImageError, load_image
-from serving import Served, autocast
+from hub.model import resolve_target
+from space.serving import Served, autocast
 
 # Larger uploads are shrunk before explaining: the model sees ~224 px anyway, and a heatmap and
 # overlay at the full 64 MP the loader allows would take gigabytes per request.
@@ -75,12 +76,14 @@ def read_image(path: Optional[str], max_side: int = DISPLAY_MAX_SIDE) -> Image.I
     return img
 
 
-def resolve_target(target: Optional[str], labels: list[str]) -> Optional[str]:
-    """None for the predicted class ('' or None), else a label of the model (checked)."""
+def target_label(target: Optional[str], labels: list[str]) -> Optional[str]:
+    """None for the predicted class ('' or None), else a label of the model (checked by `resolve_target`)."""
     if target is None or target == PREDICTED:
         return None
-    if target not in labels:
-        raise UserError(f"Unknown class {target!r}; the model's classes are: {', '.join(labels)}.")
+    try:
+        resolve_target(str(target), labels)
+    except ValueError:
+        raise UserError(f"Unknown class {target!r}; the model's classes are: {', '.join(labels)}.") from None
     return target
 
 
@@ -112,7 +115,7 @@ def mode_text(e: Explanation) -> str:
     """How the map was computed, in words (which Score-CAM ran matters for its cost and accuracy)."""
     if e.method == "gradcam":
         return "gradients (one forward and one backward pass)"
-    passes = f"{e.channels} masked pass{'' if e.channels == 1 else 'es'}"
+    passes = f"{e.passes} masked pass{'' if e.passes == 1 else 'es'}"
     if e.mode == "fast":
         return f"fast Score-CAM: {passes} (a sample of the {e.layer} channels)"
     return f"exact Score-CAM: {passes} (every non-constant {e.layer} channel)"
@@ -125,7 +128,7 @@ def faithfulness_text(value: float) -> str:
 
 def details(e: Explanation) -> dict:
     """The numbers of an explanation, JSON-ready (for API clients)."""
-    return {"method": e.method, "mode": e.mode, "masked_passes": e.channels, "layer": e.layer,
+    return {"method": e.method, "mode": e.mode, "masked_passes": e.passes, "layer": e.layer,
             "target": e.target, "label": e.label, "probability": round(e.probability, 6),
             "faithfulness": None if math.isnan(e.faithfulness) else round(e.faithfulness, 6),
             "seconds": round(e.seconds, 4), "image_size": [e.image.width, e.image.height]}
@@ -151,9 +154,8 @@ def explain(served: Served, path: Optional[str], method: str, target: Optional[s
     clf = require(served)
     opacity = check_opacity(opacity)
     img = read_image(path)
-    label = resolve_target(target, clf.labels)
-    channels = served.scorecam_channels if method == "scorecam" else None
-    e = clf.explain(img, method=method, target=label, max_channels=channels)
+    label = target_label(target, clf.labels)
+    e = clf.explain(img, method=method, target=label, max_channels=served.max_channels)
     heat, over = render(e, opacity)
     return ExplainResult(e, heat, over, summary(e), details(e))
 

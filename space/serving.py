@@ -7,15 +7,16 @@ text is kept in `Served.error` and every endpoint reports it (see `handlers.requ
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
-import torch
-
-from hub.cam import default_max_channels
 from hub.classifier import Classifier
+from hub.device import autocast as device_autocast
+from hub.device import autocast_dtype
+from hub.errors import ModelLoadError
+from hub.explain.cam import MaxChannels, resolve_max_channels
 from hub.loading import from_pretrained, is_repo_id, split_revision
-from hub.model import ModelLoadError
 
 # ZeroGPU time slots (seconds) per call: Grad-CAM and classification are quick, exact Score-CAM is not.
 GPU_SECONDS = {"fast": 30, "slow": 120}
@@ -29,7 +30,7 @@ class Served:
     revision: Optional[str]                 # tag / branch / commit asked for (None for a folder)
     classifier: Optional[Classifier] = None
     error: Optional[str] = None             # plain message when the model could not be loaded
-    scorecam_channels: Optional[int] = None  # k for fast Score-CAM; None runs exact Score-CAM
+    max_channels: MaxChannels = "exact"     # Score-CAM's k as resolved for the device: k, or "exact"
 
     @property
     def ready(self) -> bool:
@@ -52,13 +53,8 @@ class Served:
         return list(self.classifier.labels) if self.classifier is not None else []
 
 
-def default_channels(device: torch.device) -> Optional[int]:
-    """k for fast Score-CAM on CPU; None (exact) on CUDA: the library's choice, shared with `hub explain`."""
-    return default_max_channels(device)
-
-
 def load(source: str, revision: Optional[str] = None, device: str = "auto",
-         scorecam_channels: Optional[int] | str = "auto") -> Served:
+         max_channels: MaxChannels = "auto") -> Served:
     """Load `source@revision` as a Served model; any failure becomes `Served.error`, never an exception."""
     source, rev = source.strip(), (revision or "").strip() or None
     try:
@@ -72,18 +68,15 @@ def load(source: str, revision: Optional[str] = None, device: str = "auto",
         return Served(source, rev, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the app must start and show any load failure
         return Served(source, rev, error=f"{type(exc).__name__}: {exc}")
-    if scorecam_channels == "auto":
-        scorecam_channels = default_channels(classifier.device)
+    k = resolve_max_channels(max_channels, classifier.device)
     return Served(source, (rev or "main") if is_repo_id(source) else None, classifier,
-                  scorecam_channels=scorecam_channels or None)
+                  max_channels="exact" if k is None else k)
 
 
 def autocast(classifier: Classifier) -> contextlib.AbstractContextManager:
-    """bf16 (else fp16) autocast for inference on CUDA; nothing on CPU, where it would be slower."""
-    if classifier.device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    """bf16 (else fp16) autocast for inference on CUDA; nothing on CPU (it would change answers for little gain)."""
+    device = classifier.device
+    return device_autocast(device, autocast_dtype(device) if device.type == "cuda" else None)
 
 
 def on_gpu(fn: Callable, seconds: int = GPU_SECONDS["fast"]) -> Callable:

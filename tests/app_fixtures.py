@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = ROOT / "space"
-if str(SPACE) not in sys.path:  # the app's modules are top-level at a Space root; mirror that here
-    sys.path.insert(0, str(SPACE))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls out of 127.0.0.1
 
 LABELS = ["ring", "cross", "checker"]
@@ -46,7 +42,7 @@ def random_model_folder(out: Path, size: int = 64, labels=LABELS, seed: int = 0,
     return save_model_folder(model, list(labels), out, data_config)
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op thread while the app tests run (restored after): the app serves several requests at
     once, and on a small shared CPU OpenMP threads that oversubscribe the cores make each call ~10x slower."""
@@ -85,9 +81,9 @@ def sample_paths(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="session")
 def served(random_model):
     """The random model as the app serves it (fast Score-CAM, k = SCORECAM_K)."""
-    from serving import load
+    from space.serving import load
 
-    result = load(str(random_model), scorecam_channels=SCORECAM_K)
+    result = load(str(random_model), max_channels=SCORECAM_K)
     assert result.ready, result.error
     return result
 
@@ -102,7 +98,7 @@ class RunningApp:
 
 def launch(served, examples=None, **options) -> RunningApp:
     """Build and start the app on a free port without blocking; call `.demo.close()` when done."""
-    from app import build_demo
+    from space.app import build_demo
 
     demo = build_demo(served, examples, **options)
     port = free_port()

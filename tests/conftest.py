@@ -16,7 +16,6 @@ import tempfile
 import uuid
 
 import pytest
-
 from hubserver import HubServer, seed_timm_resnet50
 
 WRITE_TOKEN = "hf_write_token_test"
@@ -80,5 +79,5 @@ def repo_id() -> str:
     return f"testorg/model-{uuid.uuid4().hex[:8]}"
 
 
-# Trained-model fixtures shared by several test files (after the HF environment is set up above).
-from train_fixtures import tiny_data, tiny_models, trained_synthetic  # noqa: E402,F401
+# Fixture modules shared by several test files, loaded after the HF environment is set up above.
+pytest_plugins = ["train_fixtures", "app_fixtures"]

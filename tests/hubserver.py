@@ -56,11 +56,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 logger = logging.getLogger(__name__)
@@ -591,7 +592,7 @@ class HubServer:
         """Whether the server currently accepts connections."""
         return self._httpd is not None
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         """Start serving (again) on `port`; port 0 picks a free one, which later restarts then reuse."""
         with self._lifecycle:
             if self._httpd is None:
@@ -621,7 +622,7 @@ class HubServer:
             if self._thread is not None:
                 self._thread.join(timeout=5)
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

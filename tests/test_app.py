@@ -21,23 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_fixtures import LABELS, ROOT, SCORECAM_K, launch, random_model_folder
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
-from app_fixtures import (LABELS, ROOT, SCORECAM_K, launch, one_torch_thread, random_model,  # noqa: F401
-                          random_model_folder, running_app, sample_paths, served)
 from hub import from_pretrained
-from hub.cam import FAST_CHANNELS
+from hub.explain.cam import FAST_CHANNELS, resolve_max_channels
 from hub.publish import PublishError, push
+from space import app, handlers, serving
+from space import samples as sample_images
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-import app  # noqa: E402
-import handlers  # noqa: E402
-import samples as sample_images  # noqa: E402
-import serving  # noqa: E402
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ENDPOINTS = ("/classify", "/gradcam", "/scorecam", "/compare")
 # gradio 6.31 calls pandas APIs that pandas 3 deprecates, inside its queue: not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
@@ -130,7 +125,8 @@ def test_explain_both_methods_say_how_they_ran(served, sample_paths):
     assert -1.0 <= score.details["faithfulness"] <= 1.0
     heat, over = handlers.render(score.explanation, 0.0)  # opacity 0: the overlay is the image itself
     assert np.array_equal(np.asarray(over), np.asarray(score.explanation.image))
-    assert served.scorecam_channels == SCORECAM_K and serving.default_channels(served.classifier.device) == FAST_CHANNELS
+    assert served.max_channels == SCORECAM_K
+    assert resolve_max_channels("auto", served.classifier.device) == FAST_CHANNELS
 
 
 def test_compare_explains_one_class_with_both_methods(served, sample_paths):
@@ -178,7 +174,7 @@ def test_huge_images_are_shrunk_for_display(served, tmp_path):
 def test_labels_are_escaped_in_markdown_and_html(tmp_path):
     labels = ['<img src=x onerror="alert(1)">', "a*b_[c](d)", "plain"]
     folder = random_model_folder(tmp_path / "html-labels", size=32, labels=labels)
-    served = serving.load(str(folder), scorecam_channels=SCORECAM_K)
+    served = serving.load(str(folder), max_channels=SCORECAM_K)
     assert served.labels == labels  # labels come from config.json, verbatim
     header = app.card_links(served)
     assert "<img" not in header and "&lt;img" in header and r"a\*b\_\[c\]\(d\)" in header
@@ -190,7 +186,7 @@ def test_labels_are_escaped_in_markdown_and_html(tmp_path):
 def test_memory_flat_and_hooks_released_over_hundreds_of_requests(tmp_path, sample_paths):
     # resnet18 at 32 px: the same code paths as ResNet50 (timm feature split) at a fraction of the cost
     folder = random_model_folder(tmp_path / "m32", size=32, arch="resnet18")
-    served = serving.load(str(folder), scorecam_channels=2)
+    served = serving.load(str(folder), max_channels=2)
     path = str(sample_paths[0])
 
     def rss_mb() -> float:
@@ -234,7 +230,7 @@ def test_named_endpoints_answer_like_the_handlers(running_app, served, sample_pa
 
 def test_bad_uploads_through_the_api(running_app, bad_files, odd_files):
     client = Client(running_app.url, verbose=False)
-    for name, (path, message) in bad_files.items():
+    for path, message in bad_files.values():
         with pytest.raises(AppError, match=message):
             client.predict(handle_file(str(path)), api_name="/classify")
     path, (height, width) = odd_files["rotated.jpg"]
@@ -277,13 +273,16 @@ def test_serves_a_pinned_revision_from_the_hub(hub_server, hub_token, repo_id, t
     shutil.copy(next((tiny_data / "cross").glob("*.png")), folder / "examples" / "cross_case.png")
     first = push(folder, repo_id, tag="v1")
     push(tiny_models[1], repo_id, tag="v2")  # main moves on; the app must still serve v1
-    served = serving.load(repo_id, "v1", scorecam_channels=SCORECAM_K)
+    served = serving.load(repo_id, "v1", max_channels=SCORECAM_K)
     assert served.ready, served.error
     assert (served.source, served.revision, served.commit) == (repo_id, "v1", first.commit)
     header = app.card_links(served)
     assert repo_id in header and first.commit[:12] in header and f"{hub_server.url}/{repo_id}" in header
-    examples = sample_images.collect(served, tmp_path / "synthetic")
-    assert [caption for _, caption in examples][:1] == ["cross_case"] and len(examples) == 4  # + 3 synthetic
+    examples = sample_images.collect(served)
+    assert [caption for _, caption in examples] == ["cross_case"]  # from the served revision, nothing else
+    # Gradio serves only allowed folders: the example's snapshot folder and the blob it links to.
+    allowed = sample_images.allowed_paths(examples)
+    assert str(Path(examples[0][0]).resolve().parent) in allowed
     image = next((tiny_data / "ring").glob("*.png"))
     running = launch(served)
     try:
@@ -307,7 +306,7 @@ def test_model_load_failures_still_start_the_app_and_say_why(hub_server, hub_tok
     assert "no model given" in serving.load("").error
     assert serving.load(f"{repo_id}@v1").revision == "v1"
     latest = serving.load(repo_id)
-    assert latest.revision == "main" and sample_images.collect(latest, None) == []  # no examples/ in this repo
+    assert latest.revision == "main" and sample_images.collect(latest) == []  # no examples/ in this repo
     failed = serving.load(repo_id, "v7")
     running = launch(failed)
     try:
@@ -354,7 +353,7 @@ def test_deploy_space_is_one_commit_with_the_app_hub_and_variables(hub_server, h
                                                                    tmp_path, capsys):
     from huggingface_hub import HfApi, snapshot_download
 
-    from hub.deploy import deploy_space, space_files
+    from space.deploy import deploy_space, space_files
 
     push(tiny_models[0], repo_id, tag="v1")
     push(tiny_models[1], repo_id, tag="v2")
@@ -363,29 +362,31 @@ def test_deploy_space_is_one_commit_with_the_app_hub_and_variables(hub_server, h
     commits = hub_server.commits(space_id, "space")
     assert len(commits) == 2 and commits[0]["id"] == result.commit  # repo creation + ONE deploy commit
     files = set(commits[0]["files"])
-    shipped = {"app.py", "handlers.py", "serving.py", "samples.py", "upload.py", "memory.py", "README.md", "requirements.txt",
-               "hub/__init__.py", "hub/loading.py", "hub/explain.py", "hub/templates/model_card.md"}
-    assert shipped <= files and files == set(space_files()) | {".gitattributes"}
-    assert not [f for f in files if f.startswith(("train/", "tests/", "space/", "bench/")) or "__pycache__" in f]
+    shipped = {"app.py", "README.md", "requirements.txt", "space/__main__.py", "space/app.py", "space/handlers.py",
+               "space/serving.py", "space/samples.py", "hub/__init__.py", "hub/loading.py",
+               "hub/explain/explanation.py", "hub/templates/model_card.md"}
+    assert shipped <= files and files == set(space_files()) | {".gitattributes", "app.py"}
+    assert not [f for f in files if f.startswith(("train/", "tests/", "bench/")) or "__pycache__" in f]
     api = HfApi()
     assert {k: v.value for k, v in api.get_space_variables(space_id).items()} == \
         {"MODEL_ID": repo_id, "MODEL_REVISION": "v1"}
-    # The Space runs from what was uploaded: `hub` imports from beside app.py, `train` is not there.
+    # The Space runs from what was uploaded: `space` and `hub` import from beside app.py, `train` is not there.
     space = Path(snapshot_download(space_id, repo_type="space", local_dir=str(tmp_path / "space")))
     readme = (space / "README.md").read_text()
     assert f"models:\n  - {repo_id}\n" in readme and "sdk: gradio" in readme and "app_file: app.py" in readme
-    probe = ("import pathlib, app, hub, samples; print(hub.__file__); "
-             "print(samples.synthetic_examples(pathlib.Path('x'), ['ring']))")
+    probe = ("import importlib.util, hub, space.samples; print(hub.__file__); "
+             "print(importlib.util.find_spec('train'))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=space, capture_output=True, text=True, timeout=120,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [str(space / "hub" / "__init__.py"), "[]"]
+    assert done.stdout.splitlines() == [str(space / "hub" / "__init__.py"), "None"]
+    assert (space / "app.py").read_text() == "from space.__main__ import main\n\nmain()\n"
     # Deploying v2 later moves the variable; a file an earlier deploy shipped but this one does not is
     # deleted in the same single commit.
     api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="old_module.py", repo_id=space_id, repo_type="space")
-    from hub.__main__ import main
+    from space.__main__ import main
 
-    assert main(["deploy-space", space_id, "--model", repo_id, "--revision", "v2"]) == 0
+    assert main(["deploy", space_id, "--model", repo_id, "--revision", "v2"]) == 0
     out = capsys.readouterr().out
     assert f"in one commit: {hub_server.url}/spaces/{space_id}/commit/" in out and f"serving {repo_id}@v2" in out
     commits = hub_server.commits(space_id, "space")
@@ -394,33 +395,45 @@ def test_deploy_space_is_one_commit_with_the_app_hub_and_variables(hub_server, h
 
 
 def test_deploy_space_cli_errors_are_one_line(hub_server, hub_token, repo_id, tiny_models, capsys):
-    from hub.__main__ import main
+    from hub.__main__ import main as hub_main
+    from space.__main__ import main
 
-    assert main(["deploy-space", "testorg/some-space", "--model", "testorg/no-such-model", "--revision", "v1"]) == 2
+    assert main(["deploy", "testorg/some-space", "--model", "testorg/no-such-model", "--revision", "v1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not deploying: model testorg/no-such-model" in err
-    assert main(["deploy-space", "testorg/some-space", "--model", str(tiny_models[0])]) == 2
+    assert main(["deploy", "testorg/some-space", "--model", str(tiny_models[0])]) == 2
     assert "a Space cannot read a local folder" in capsys.readouterr().err
+    # The old spelling names the new command instead of deploying from the wrong layer.
+    assert hub_main(["deploy-space", "testorg/some-space", "--model", repo_id]) == 2
+    assert "python -m space deploy testorg/some-space --model" in capsys.readouterr().err
     push(tiny_models[0], repo_id, tag="v1")
-    assert main(["deploy-space", "testorg/some-space", "--model", repo_id, "--revision", "v9"]) == 2
+    assert main(["deploy", "testorg/some-space", "--model", repo_id, "--revision", "v9"]) == 2
     assert "revision 'v9' not found" in capsys.readouterr().err
     with pytest.raises(PublishError, match="not a Space id"):
-        from hub.deploy import deploy_space
+        from space.deploy import deploy_space
         deploy_space("no-slash", repo_id, "v1")
 
 
 def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
     monkeypatch.setenv("MODEL_ID", "org/from-env")
     monkeypatch.setenv("MODEL_REVISION", "v3")
-    args = app.parser().parse_args([])
-    assert (args.model, args.revision, args.share, args.scorecam_channels) == ("org/from-env", "v3", False, "auto")
-    args = app.parser().parse_args(["--model", "org/flag", "--revision", "v4", "--port", "7000", "--share"])
+    from space.__main__ import serve_parser
+
+    args = serve_parser().parse_args([])
+    assert (args.model, args.revision, args.share, args.max_channels) == ("org/from-env", "v3", False, "auto")
+    args = serve_parser().parse_args(["--model", "org/flag", "--revision", "v4", "--port", "7000", "--share"])
     assert (args.model, args.revision, args.port, args.share) == ("org/flag", "v4", 7000, True)
     monkeypatch.delenv("MODEL_REVISION")
-    assert app.parser().parse_args([]).revision is None  # main, unless --model says org/name@rev
-    assert app.parser().parse_args(["--scorecam-channels", "0"]).scorecam_channels == 0  # exact
-    with pytest.raises(SystemExit):
-        app.parser().parse_args(["--scorecam-channels", "many"])
+    assert serve_parser().parse_args([]).revision is None  # main, unless --model says org/name@rev
+    assert serve_parser().parse_args(["--max-channels", "exact"]).max_channels == "exact"
+    assert serve_parser().parse_args(["--max-channels", "16"]).max_channels == 16
+    monkeypatch.setenv("MAX_CHANNELS", "exact")
+    assert serve_parser().parse_args([]).max_channels == "exact"
+    with pytest.warns(DeprecationWarning, match="--max-channels"):  # the old spelling, for one release
+        assert serve_parser().parse_args(["--scorecam-channels", "0"]).max_channels == "exact"
+    for bad in (["--max-channels", "many"], ["--max-channels", "0"]):
+        with pytest.raises(SystemExit):
+            serve_parser().parse_args(bad)
 
 
 def test_app_help_runs_from_the_repository(tmp_path):
@@ -436,7 +449,7 @@ def test_memory_tuning_takes_effect_on_glibc():
     """The app caps malloc arenas and trims the heap after model calls (see space/memory.py)."""
     import platform
 
-    import memory
+    from space import memory
 
     on_glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert memory.limit_arenas() is on_glibc

@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import shutil
 
+import playwright.sync_api as playwright_sync
 import pytest
+from app_fixtures import ROOT, launch
 
-from app_fixtures import ROOT, launch, one_torch_thread, random_model, sample_paths, served  # noqa: F401
-from serving import Served
+from space.serving import Served
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
 # gradio 6.31 calls pandas APIs that pandas 3 deprecates, inside its queue: not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+pytestmark = [pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,7 +28,7 @@ TIMEOUT_MS = 60_000  # each step on a busy 2-core machine
 @pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does it)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does it)")
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield browser
@@ -50,7 +51,8 @@ def shot(page, name: str) -> None:
 
 def loaded_images(page, selector: str) -> int:
     """How many <img> under `selector` have finished loading real pixels."""
-    return page.eval_on_selector_all(f"{selector} img", "els => els.filter(e => e.complete && e.naturalWidth > 0).length")
+    loaded = "els => els.filter(e => e.complete && e.naturalWidth > 0).length"
+    return page.eval_on_selector_all(f"{selector} img", loaded)
 
 
 def test_every_tab_in_a_browser(page, served, sample_paths):

@@ -16,15 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pytest
+from app_fixtures import random_model_folder
 from PIL import Image
 
-from app_fixtures import random_model_folder  # also puts space/ on sys.path (the app's modules)
 from train.synthetic import make_dataset
 
 
@@ -64,7 +65,7 @@ def animated_gif(path: Path) -> None:
 
 
 def dataset(ctx, **changes) -> Path:
-    """A valid 3-class dataset (4 images each) with folders replaced by `changes` (name -> None/'corrupt'/'rename:x')."""
+    """A valid 3-class dataset (4 images each) with folders changed by `changes` (name -> None/'corrupt'/'rename:x')."""
     root = make_dataset(ctx.tmp / "data", classes=3, per_class=4, size=32, seed=0)
     for name, change in changes.items():
         if change is None:
@@ -147,8 +148,8 @@ def push_with_token(token: str, trained: bool = True) -> Callable:
 def handler(name: str, *args, served="ok") -> Callable:
     """A call of space/handlers.py `name` with (served, *args); args may be callables of ctx."""
     def make(ctx):
-        import handlers
-        from serving import Served
+        from space import handlers
+        from space.serving import Served
 
         s = ctx.served if served == "ok" else Served(source="org/gone", revision="main", error=served)
         values = [a(ctx) if callable(a) else a for a in args]
@@ -176,13 +177,14 @@ ROWS = {
     "directory as image": Row("image", lambda ctx: ctx.tmp, "is a directory, not an image file"),
     "missing file": Row("image", lambda ctx: ctx.tmp / "gone.png", "no such file"),
     "16-bit tiff": Row("image", file_with("scan.tif", lambda p: Image.fromarray(
-        (np.arange(1200, dtype=np.uint16).reshape(30, 40) * 50)).save(p)), None),
+        np.arange(1200, dtype=np.uint16).reshape(30, 40) * 50).save(p)), None),
     "cmyk jpeg": Row("image", file_with("print.jpg", lambda p: _gradient().convert("CMYK").save(p)), None),
     "animated gif": Row("image", file_with("anim.gif", animated_gif), None),
     "palette png with transparency": Row("image", file_with("pal.png", lambda p: _gradient().convert("P").save(
         p, transparency=0)), None),
     # training data and command line
-    "dataset path is a file": Row("train", train_args(data=lambda ctx: file_with("d.txt", lambda p: p.write_text("x"))(ctx)),
+    "dataset path is a file": Row("train",
+                                  train_args(data=lambda ctx: file_with("d.txt", lambda p: p.write_text("x"))(ctx)),
                                   "is a file; expected a folder"),
     "dataset path missing": Row("train", train_args(data=lambda ctx: ctx.tmp / "nowhere"), "no such directory"),
     "no class folders": Row("train", train_args(data=lambda ctx: (ctx.tmp / "flat").mkdir() or ctx.tmp / "flat"),
@@ -262,9 +264,9 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(model):
-    from serving import load
+    from space.serving import load
 
-    result = load(str(model), scorecam_channels=4)
+    result = load(str(model), max_channels=4)
     assert result.ready, result.error
     return result
 
@@ -288,8 +290,8 @@ def expect(call: Callable, error: type | tuple, message: Optional[str]):
 
 
 def run_image(row, ctx, path, capsys):
-    import handlers
     from hub.images import ImageError, load_image
+    from space import handlers
 
     img = expect(lambda: load_image(path), ImageError, row.message)
     if img is not None:
@@ -324,7 +326,7 @@ def run_train(row, ctx, argv, capsys):
 def run_model(row, ctx, folder, capsys):
     from hub import from_pretrained
     from hub.model import ModelLoadError
-    from serving import load
+    from space.serving import load
 
     expect(lambda: from_pretrained(folder), ModelLoadError, row.message)
     served = load(str(folder))  # the app starts anyway and says why it has no model
@@ -339,8 +341,8 @@ def run_repo(row, ctx, source, capsys):
 
 
 def run_call(row, ctx, call, capsys):
-    import handlers
     from hub.publish import PublishError
+    from space import handlers
 
     expect(call, (PublishError, handlers.UserError), row.message)
 

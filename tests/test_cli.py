@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
+from hub.errors import ConfigError
 from train.__main__ import main, parser
-from train.config import RECIPES, ConfigError, build_config
+from train.config import RECIPES, build_config
 
 FLAGS = ["--data", "--val-data", "--test-data", "--val-split", "--recipe", "--epochs", "--img-size", "--batch-size",
          "--lr", "--optimizer", "--weight-decay", "--unfreeze", "--class-weights", "--dropout", "--patience", "--seed",
@@ -22,13 +23,15 @@ def test_help_documents_every_flag_with_defaults():
         assert flag in done.stdout, flag
     text = " ".join(done.stdout.split())
     assert "(her2: 0.001; mri: 0.01)" in text and "(default: 0.15)" in text  # defaults shown per recipe
-    synth = subprocess.run([sys.executable, "-m", "train.synthetic", "--help"], capture_output=True, text=True, timeout=60)
+    synth = subprocess.run([sys.executable, "-m", "train.synthetic", "--help"], capture_output=True, text=True,
+                           timeout=60)
     assert synth.returncode == 0 and "--per-class" in synth.stdout
 
 
 def test_her2_recipe_is_the_first_seed():
     cfg = build_config("her2", data="d")
-    assert (cfg.pretrained, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.min_lr) == (True, "adam", 1e-3, 1e-4, 20, 1e-6)
+    assert (cfg.pretrained, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.min_lr) == \
+        (True, "adam", 1e-3, 1e-4, 20, 1e-6)
     assert cfg.unfreeze == ("layer3", "layer4", "fc") and cfg.dropout == 0.3 and cfg.patience == 5
     assert (cfg.img_size, cfg.batch_size, cfg.hflip, cfg.rotation) == (224, 32, True, 20.0) and cfg.color_jitter > 0
 
@@ -39,7 +42,8 @@ def test_mri_recipe_and_overrides():
     args = vars(parser().parse_args(["--data", "d", "--recipe", "mri", "--lr", "0.5", "--unfreeze", "layer4,fc",
                                      "--no-pretrained", "--epochs", "3", "--class-weights", "none"]))
     cfg = build_config(args.pop("recipe"), **args)
-    assert (cfg.lr, cfg.unfreeze, cfg.pretrained, cfg.epochs, cfg.class_weights) == (0.5, ("layer4", "fc"), False, 3, "none")
+    assert (cfg.lr, cfg.unfreeze, cfg.pretrained, cfg.epochs, cfg.class_weights) == \
+        (0.5, ("layer4", "fc"), False, 3, "none")
     assert cfg.optimizer == "sgd" and cfg.momentum == RECIPES["mri"]["momentum"]  # untouched fields keep the recipe
 
 

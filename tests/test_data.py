@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.data import DataError, build_splits, scan_folder, stratified_split
+from hub.errors import DataError
+from train.data import build_splits, scan_folder, stratified_split
 from train.synthetic import load_evidence, make_dataset
 
 

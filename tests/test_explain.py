@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from hub.cam import FAST_CHANNELS, FastScoreCAM, GradCAM, ScoreCAM
-from hub.explain import cells_are_patches, explain, model_transform, to_pixels
-from hub.faithfulness import keep_remove_score, mean_faithfulness
+from hub.explain.batch import mean_faithfulness
+from hub.explain.cam import FAST_CHANNELS, FastScoreCAM, GradCAM, ScoreCAM
+from hub.explain.explanation import cells_are_patches, explain, model_transform, to_pixels
+from hub.explain.faithfulness import keep_remove_score
 from hub.images import load_image
 from train.synthetic import load_evidence, make_dataset
 
@@ -85,7 +86,9 @@ def test_heatmap_has_input_size_and_range(model, method, size):
     assert e.overlay(0.3).size == size and e.overlay().mode == "RGB"
     assert e.label == LABELS[e.target] and 0.0 <= e.probability <= 1.0
     assert -1.0 <= e.faithfulness <= 1.0 and e.seconds > 0.0 and e.layer == "layer4"
-    assert (e.mode, e.channels) == (("fast", 8) if method == "scorecam" else ("gradient", 0))
+    assert (e.mode, e.passes) == (("fast", 8) if method == "scorecam" else ("gradient", 0))
+    with pytest.warns(DeprecationWarning, match="use Explanation.passes"):  # the old name, for one release
+        assert e.channels == e.passes
 
 
 def test_resnet50_and_labels_by_name():
@@ -98,7 +101,7 @@ def test_resnet50_and_labels_by_name():
         explain(model, np.zeros((8, 8), np.uint8), method="lime")
 
 
-@pytest.mark.parametrize("max_channels", [None, 16])
+@pytest.mark.parametrize("max_channels", ["exact", 16])
 def test_constant_image_gives_no_nan(model, max_channels):
     for method in ("gradcam", "scorecam"):
         e = explain(model, Image.new("RGB", (64, 48), (128, 128, 128)), method=method, max_channels=max_channels)
@@ -276,3 +279,16 @@ def test_trained_model_targets_and_faithfulness(trained):
         heat = to_pixels(res.cam, x.shape[-2:], x.shape[-2:], patches)
         gaps.append(keep_remove_score(model, x, heat, res.target) - keep_remove_score(model, x, 1.0 - heat, res.target))
     assert np.mean(gaps) > 0.2, gaps
+
+
+def test_one_vocabulary_for_score_cams_k():
+    from hub.explain.cam import parse_max_channels, resolve_max_channels
+
+    assert [parse_max_channels(v) for v in ("auto", "exact", 12, "12")] == ["auto", "exact", 12, 12]
+    assert resolve_max_channels("auto", "cpu") == FAST_CHANNELS and resolve_max_channels("auto", "cuda") is None
+    assert resolve_max_channels("exact", "cpu") is None and resolve_max_channels(5, "cuda") == 5
+    with pytest.warns(DeprecationWarning, match="max_channels='exact'"):
+        assert parse_max_channels(None) == "exact"
+    for bad, message in ((0, "at least 1"), ("many", "'auto', 'exact' or a whole number"), (True, "whole number")):
+        with pytest.raises(ValueError, match=message):
+            parse_max_channels(bad)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from hub.__main__ import main
-from hub.batch import CSV_NAME, SUMMARY_NAME, collect_images
+from hub.explain.batch import CSV_NAME, SUMMARY_NAME, collect_images
 
 LABELS = ["ring", "cross", "checker"]
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+from hubserver import HubServer, git_blob_sha1
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -27,8 +28,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
-
-from hubserver import HubServer, git_blob_sha1
 
 VALID_README = "---\nlicense: mit\ntags:\n- image-classification\n- timm\nlibrary_name: timm\n---\n# A model\n"
 

@@ -24,7 +24,8 @@ def gradient():
     return Image.fromarray(arr)
 
 
-@pytest.mark.parametrize("fmt,ext", [("PNG", "png"), ("JPEG", "jpg"), ("TIFF", "tif"), ("BMP", "bmp"), ("WEBP", "webp")])
+@pytest.mark.parametrize("fmt,ext", [("PNG", "png"), ("JPEG", "jpg"), ("TIFF", "tif"), ("BMP", "bmp"),
+                                     ("WEBP", "webp")])
 def test_formats_become_rgb(tmp_path, gradient, fmt, ext):
     out = load_image(_save(gradient, tmp_path / f"x.{ext}", format=fmt))
     assert out.mode == "RGB" and out.size == (64, 48)

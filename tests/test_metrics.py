@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from train.metrics import evaluate, expected_calibration_error, log_loss
+from train.metrics import evaluate, expected_calibration_error
 
 LABELS = ["a", "b", "c"]
 # 6 samples: true a,a,b,b,c,c ; predicted a,b,b,b,c,a
@@ -52,7 +52,7 @@ def test_auc_one_vs_rest_by_hand():
 
 def test_log_loss_and_ece_by_hand():
     expected = -np.mean(np.log([0.7, 0.3, 0.8, 0.5, 0.8, 0.4]))  # probability of the true class
-    assert log_loss(Y, P) == pytest.approx(expected)
+    assert evaluate(Y, P, LABELS)["log_loss"] == pytest.approx(expected)
     # top-1 confidences .7 .6 .8 .5 .8 .5, correct 1 0 1 1 1 0; 10 right-closed bins of width .1:
     # (.4,.5]: {.5 ok, .5 wrong} -> |.5-.5| = 0 ; (.5,.6]: {.6 wrong} -> .6 * 1/6
     # (.6,.7]: {.7 ok} -> .3 * 1/6 ; (.7,.8]: {.8 ok, .8 ok} -> .2 * 2/6

@@ -67,7 +67,8 @@ def test_push_v1_retrain_push_v2_all_revisions_load(hub_server, hub_token, repo_
     for tag, folder in (("v1", v1), ("v2", v2)):
         card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=tag))
         acc = json.loads((folder / "metrics.json").read_text())["validation"]["accuracy"]
-        assert {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"] == pytest.approx(acc, abs=1e-6)
+        values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+        assert values["accuracy"] == pytest.approx(acc, abs=1e-6)
         assert f'revision="{tag}"' in card.text and f"hf-hub:{repo_id}@{tag}" in card.text
     card2 = ModelCard.load(hf_hub_download(repo_id, "README.md", revision="v2"))
     assert "Earlier revisions" in card2.text and "`v1`" in card2.text
@@ -140,7 +141,8 @@ def test_load_errors_are_plain(hub_server, hub_token, repo_id, tiny_models, tmp_
     # a repo with only a pickle is refused without unpickling
     pickle_repo = repo_id + "-pickle"
     api.create_repo(pickle_repo)
-    api.upload_file(path_or_fileobj=(tiny_models[0] / "config.json").read_bytes(), path_in_repo="config.json", repo_id=pickle_repo)
+    api.upload_file(path_or_fileobj=(tiny_models[0] / "config.json").read_bytes(), path_in_repo="config.json",
+                    repo_id=pickle_repo)
     api.upload_file(path_or_fileobj=b"not really a pickle", path_in_repo="pytorch_model.bin", repo_id=pickle_repo)
     with pytest.raises(ModelLoadError, match="pickled weights are never loaded"):
         from_pretrained(pickle_repo)

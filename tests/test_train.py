@@ -18,10 +18,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from hub import from_pretrained
+from hub.errors import OutputError, WeightsError
 from hub.model import ModelLoadError
 from train.config import build_config
-from train.engine import WeightsError
-from train.run import OutputError, fit
+from train.run import fit
 from train.synthetic import make_dataset
 
 # Small but real: ResNet50 from scratch, 48 px, a few epochs; the classes differ by a tinted pattern.
@@ -92,7 +92,8 @@ def test_card_parses_and_holds_metrics(trained):
     assert card.data.library_name == "timm" and card.data.pipeline_tag == "image-classification"
     acc = json.loads((trained / "metrics.json").read_text())["test"]["accuracy"]
     results = {r.metric_type: r for r in card.data.eval_results}
-    assert results["accuracy"].metric_value == pytest.approx(acc, abs=1e-6) and results["accuracy"].dataset_split == "test"
+    assert results["accuracy"].metric_value == pytest.approx(acc, abs=1e-6)
+    assert results["accuracy"].dataset_split == "test"
     assert "not a medical device" in card.text and "plots/roc.png" in card.text
     assert card.data.base_model is None  # trained from scratch
 
@@ -145,7 +146,7 @@ def save_then_die(*a, **k):
 ck.save_state = save_then_die
 """
 KILL_WHILE_WRITING_SECOND_CHECKPOINT = """
-import train.checkpoint as ck
+import hub.files as files
 replace, calls = os.replace, []
 def die_before_second_last(src, dst):  # the new checkpoint is written, not yet renamed into place
     if str(dst).endswith("last.pt"):
@@ -153,7 +154,7 @@ def die_before_second_last(src, dst):  # the new checkpoint is written, not yet 
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
     replace(src, dst)
-ck.os.replace = die_before_second_last
+files.os.replace = die_before_second_last
 """
 
 
@@ -232,7 +233,7 @@ def test_disk_full_while_publishing_keeps_previous_model_folder(synth, tmp_path,
     import errno
     import shutil
 
-    import train.run
+    import train.output
 
     out = tmp_path / "model"
     shutil.copytree(trained, out, ignore=shutil.ignore_patterns("checkpoints"))
@@ -241,7 +242,7 @@ def test_disk_full_while_publishing_keeps_previous_model_folder(synth, tmp_path,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(train.run, "plot_curves", full)  # fails after weights and metrics were staged
+    monkeypatch.setattr(train.output, "plot_curves", full)  # fails after weights and metrics were staged
     with pytest.raises(OutputError, match="No space left on device.*left as they were"):
         fit(_cfg(synth / "train", out, epochs=1, img_size=32), log=lambda s: None, progress=False)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.parts}

@@ -10,19 +10,23 @@ import os
 import sys
 import warnings
 
-from train.config import OPTIMIZERS, RECIPES, UNFREEZABLE, ConfigError, TrainConfig, build_config
+from hub.errors import ConfigError, DataError, OutputError, PublishError, WeightsError
+from train.config import OPTIMIZERS, RECIPES, UNFREEZABLE, TrainConfig, build_config
 
 DEFAULTS = TrainConfig(data="<required>")
 
 
-def _unfreeze(text: str) -> tuple[str, ...]:
+def comma_list(text: str) -> tuple[str, ...]:
+    """A comma list as a tuple of its non-empty parts."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _d(name: str) -> str:
     """Help suffix with the default of the her2 recipe and, where it differs, of mri."""
     her2, mri = RECIPES["her2"].get(name, getattr(DEFAULTS, name)), RECIPES["mri"].get(name, getattr(DEFAULTS, name))
-    show = lambda v: ",".join(v) if isinstance(v, tuple) else v  # noqa: E731
+    def show(v):
+        return ",".join(v) if isinstance(v, tuple) else v
+
     return f" (her2: {show(her2)}; mri: {show(mri)})" if her2 != mri else f" (default: {show(her2)})"
 
 
@@ -30,15 +34,18 @@ def parser() -> argparse.ArgumentParser:
     """The command line; every recipe field can be overridden."""
     p = argparse.ArgumentParser(
         prog="python -m train", description=__doc__.splitlines()[0],
-        epilog="Example: python -m train --data DIR --recipe mri --no-pretrained --epochs 10 --img-size 128 --out runs/mri")
+        epilog="Example: python -m train --data DIR --recipe mri --no-pretrained --epochs 10 --img-size 128 "
+               "--out runs/mri")
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="DIR", help="class-per-folder images: DIR/<class>/<image>")
     g.add_argument("--val-data", metavar="DIR", help="validation images (default: a stratified split of --data)")
     g.add_argument("--test-data", metavar="DIR", help="held-out test images, evaluated once at the end")
-    g.add_argument("--val-split", type=float, metavar="F", help=f"share of --data for validation without --val-data{_d('val_split')}")
+    g.add_argument("--val-split", type=float, metavar="F",
+                   help=f"share of --data for validation without --val-data{_d('val_split')}")
     g = p.add_argument_group("recipe (each flag overrides the recipe)")
     g.add_argument("--recipe", default="her2", choices=sorted(RECIPES),
-                   help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, SGD, balanced classes (default: her2)")
+                   help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, SGD, balanced classes "
+                        "(default: her2)")
     g.add_argument("--epochs", type=int, help=f"maximum epochs{_d('epochs')}")
     g.add_argument("--img-size", type=int, metavar="PX", help=f"square input size{_d('img_size')}")
     g.add_argument("--batch-size", type=int, help=f"images per step{_d('batch_size')}")
@@ -47,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimiser{_d('optimizer')}")
     g.add_argument("--momentum", type=float, help=f"SGD momentum{_d('momentum')}")
     g.add_argument("--weight-decay", type=float, help=f"weight decay{_d('weight_decay')}")
-    g.add_argument("--unfreeze", type=_unfreeze, metavar="LIST",
+    g.add_argument("--unfreeze", type=comma_list, metavar="LIST",
                    help=f"'all' or a comma list of {','.join(UNFREEZABLE)}{_d('unfreeze')}")
     g.add_argument("--class-weights", choices=("balanced", "none"), help=f"loss weights per class{_d('class_weights')}")
     g.add_argument("--dropout", type=float, help=f"dropout before the linear head{_d('dropout')}")
@@ -66,7 +73,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, help=f"data-loading processes{_d('workers')}")
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=f"where to train{_d('device')}")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction,
-                   help="bf16/fp16 autocast and channels_last on GPU (default: off)")
+                   help="bf16/fp16 autocast and channels_last on GPUs, bf16 on CPUs with native bf16 "
+                        "(AVX512-BF16/AMX); elsewhere fp32 (default: off)")
     g.add_argument("--out", metavar="DIR", help=f"model folder to write{_d('out')}")
     g.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints after an interruption")
     g = p.add_argument_group("publish and card")
@@ -74,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--tag", metavar="vN|auto", help="tag the pushed commit (auto: next free vN)")
     g.add_argument("--license", help=f"license in the model card{_d('license')}")
     g.add_argument("--dataset-id", metavar="HUB_DATASET", help="Hub dataset id for the model card")
+    g.add_argument("--homepage", metavar="URL", help="project link in the model card (default: none)")
+    g.add_argument("--tags", type=comma_list, metavar="LIST",
+                   help="comma list of card tags added to timm, image-classification, grad-cam, score-cam")
     return p
 
 
@@ -85,13 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(recipe, **args)
     except ConfigError as exc:
         parser().error(str(exc))
-    from train.data import DataError
-    from train.engine import WeightsError
-    from train.run import OutputError, fit
+    from train.run import fit
 
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-    from hub.publish import PublishError, push
+    from hub.publish import push
 
     try:
         out = fit(cfg)

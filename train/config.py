@@ -56,6 +56,8 @@ class TrainConfig:
     # Optional metadata for the model card.
     license: str = "apache-2.0"
     dataset_id: str | None = None
+    homepage: str | None = None          # the project link in the card; none unless given
+    tags: tuple[str, ...] = ()           # card tags added to the generic ones (e.g. medical-imaging)
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -95,6 +97,11 @@ class TrainConfig:
                    f"(got {','.join(self.unfreeze) or 'nothing'})")
         if self.init is not None and not self.init.endswith(".safetensors"):
             yield f"--init must be a .safetensors file (got {self.init}); pickled checkpoints are never loaded"
+        if self.homepage is not None and not self.homepage.startswith(("https://", "http://")):
+            yield f"--homepage must be an http(s) URL (got {self.homepage!r})"
+        bad_tags = [t for t in self.tags if not t or not all(c.isalnum() or c in "-_." for c in t)]
+        if bad_tags:
+            yield f"--tags takes a comma list of letters, digits, '-', '_' and '.' (got {','.join(self.tags)!r})"
         if self.tag is not None and self.push_to is None:
             yield "--tag only makes sense with --push-to REPO_ID"
 

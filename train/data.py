@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from hub.errors import DataError
-from hub.images import ImageError, image_extensions, load_image
+from hub.images import ImageError, find_images, load_image
 
 
 @dataclass(frozen=True)
@@ -92,26 +92,21 @@ def scan_folder(root: str | Path, role: str = "--data") -> dict[str, list[Path]]
         raise DataError(f"{role} {root}: no such directory")
     if not root.is_dir():
         raise DataError(f"{role} {root}: is a file; expected a folder with one sub-folder of images per class")
-    exts = image_extensions()
     classes = sorted(d for d in root.iterdir() if d.is_dir() and _visible(d))
     if not classes:
         raise DataError(f"{role} {root}: no class folders found; expected {root}/<class name>/<images>")
     found = {}
     for d in classes:
         check_class_name(d.name, role, root)
-        files = sorted(f for f in d.rglob("*") if f.is_file() and _visible(f) and f.suffix.lower() in exts
-                       and not any(part.startswith(".") for part in f.relative_to(d).parts))
+        files = find_images(d)  # sub-folders too: DATA/<class>/any/depth/x.png is a <class> image
         if not files:
             raise DataError(f"{role} {root}: class folder '{d.name}' has no images "
-                            f"(looked for {', '.join(sorted(e for e in exts if e in _COMMON))}, ...)")
+                            "(looked for .bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp, ...)")
         found[d.name] = files
     if len(found) < 2:
         raise DataError(f"{role} {root}: found only one class folder ('{classes[0].name}'); "
                         "a classifier needs at least two classes")
     return found
-
-
-_COMMON = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 def _check(path: Path) -> str | None:
@@ -122,7 +117,8 @@ def _check(path: Path) -> str | None:
     return None
 
 
-def validate_images(files: dict[str, list[Path]], role: str, workers: int = 4) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
+def validate_images(files: dict[str, list[Path]], role: str,
+                    workers: int = 4) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
     """Decode every image once; return the readable ones per class and the (path, reason) of the rest."""
     every = [p for ps in files.values() for p in ps]
     # Decoding is mostly C code that releases the GIL, so threads give real parallelism here.

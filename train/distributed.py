@@ -35,15 +35,24 @@ class World:
         return self.size > 1
 
 
+
+def backend_for(device: torch.device) -> str:
+    """NCCL reduces only CUDA tensors and gloo only CPU ones: on GPUs the group gets both, one per
+    device type, and each collective is routed by its tensor's device. (NCCL refuses to start
+    without a GPU, so a CPU-only group is plain gloo.)"""
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+
+
 def init(device: torch.device) -> World:
-    """Join the torchrun process group (nccl on CUDA, gloo on CPU) when launched by torchrun."""
+    """Join the torchrun process group when launched by torchrun (a world of one otherwise)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":  # before the group exists, so NCCL binds each rank to its own GPU
+        torch.cuda.set_device(world.local_rank)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(minutes=30))
+        dist.init_process_group(backend_for(device), timeout=timedelta(minutes=30))
     return world
 
 
@@ -55,20 +64,22 @@ def device_for(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def sum_all(values: list[float], world: World) -> list[float]:
-    """Element-wise sum of `values` over all ranks."""
+def sum_all(values: list[float], world: World, device: torch.device) -> list[float]:
+    """Element-wise sum of `values` over all ranks, reduced on the training device (NCCL needs CUDA tensors)."""
     if not world.enabled:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
 
 
-def gather_predictions(index: np.ndarray, y: np.ndarray, p: np.ndarray, n: int, world: World) -> tuple[np.ndarray, np.ndarray]:
+def gather_predictions(index: np.ndarray, y: np.ndarray, p: np.ndarray, n: int,
+                       world: World) -> tuple[np.ndarray, np.ndarray]:
     """Every rank's (labels, probabilities) of a sharded split, back in dataset order, padding removed."""
     if not world.enabled:
         return y, p
     parts: list = [None] * world.size
+    # Objects travel as byte tensors on the current device (the rank's GPU under NCCL, set in `init`).
     dist.all_gather_object(parts, (index, y, p))
     idx = np.concatenate([a for a, _, _ in parts])
     ys, ps = np.concatenate([b for _, b, _ in parts]), np.concatenate([c for _, _, c in parts])

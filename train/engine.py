@@ -5,15 +5,15 @@ draws the same augmentations, shuffles and dropout masks as an uninterrupted one
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from hub.device import autocast, autocast_dtype
 from hub.errors import WeightsError
 from train.config import TrainConfig
 
@@ -32,7 +32,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     elif cfg.pretrained:
         try:
             model = timm.create_model(cfg.model_name, pretrained=True, **kwargs)
-        except Exception as exc:  # network, auth, missing file: all end the same way for the user
+        except Exception as exc:  # noqa: BLE001 - network, auth, missing file: all end the same way for the user
             raise WeightsError(
                 f"could not download the ImageNet weights '{cfg.model_name}' through timm "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
@@ -45,13 +45,14 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 def _load_init(model: nn.Module, path: str) -> None:
     """Load a backbone from safetensors, skipping the classifier when its shape differs."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         state = load_file(path)
     except FileNotFoundError:
         raise WeightsError(f"--init {path}: no such file") from None
-    except Exception as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"--init {path}: not a readable safetensors file ({exc})") from None
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -91,12 +92,19 @@ def class_weights(counts: list[int], mode: str) -> torch.Tensor | None:
     return counts_t.sum() / (len(counts) * counts_t.clamp(min=1))
 
 
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """--amp's precision on `device` (bf16/fp16 on GPUs, bf16 on bf16-native CPUs), None when off or not worth it."""
+    return autocast_dtype(device) if enabled else None
+
+
+def memory_format(device: torch.device, enabled: bool) -> torch.memory_format:
+    """channels_last wherever --amp runs reduced precision: oneDNN and cuDNN pick their fast NHWC kernels."""
+    return torch.channels_last if amp_dtype(device, enabled) else torch.contiguous_format
+
+
 def amp_context(device: torch.device, enabled: bool):
-    """bf16 autocast on GPUs that support it (fp16 otherwise); a no-op on CPU or when off."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    """Autocast in --amp's precision on `device`; a no-op when off or where it would be slower."""
+    return autocast(device, amp_dtype(device, enabled))
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
@@ -117,9 +125,9 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True)
-    memory_format = torch.channels_last if amp and device.type == "cuda" else torch.contiguous_format
+    layout = memory_format(device, amp)
     for step, (x, y) in enumerate(bar, 1):
-        x = x.to(device, non_blocking=True, memory_format=memory_format)
+        x = x.to(device, non_blocking=True, memory_format=layout)
         y = y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with amp_context(device, amp):
@@ -139,7 +147,8 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
         if step % sync_every == 0 or step == len(bar):
             loss_sum = total_loss.item()
             if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"training loss became {loss_sum} (by step {step}); lower --lr or turn off --amp")
+                raise FloatingPointError(f"training loss became {loss_sum} (by step {step}); "
+                                         "lower --lr or turn off --amp")
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
     loss_sum = total_loss.item()
     if not math.isfinite(loss_sum):

@@ -7,34 +7,10 @@ the classes that have one.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts with rows = true class, columns = predicted class."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return cm
-
-
-def precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class precision, recall and F1 from a confusion matrix (0 where undefined)."""
-    tp = np.diag(cm).astype(np.float64)
-    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return precision, recall, f1
-
-
-def log_loss(y_true: np.ndarray, y_prob: np.ndarray, eps: float = 1e-12) -> float:
-    """Mean negative log-likelihood of the true class."""
-    p = np.clip(y_prob[np.arange(len(y_true)), y_true], eps, 1.0)
-    return float(-np.log(p).mean())
+from sklearn import metrics as skm
 
 
 def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, bins: int = 15) -> float:
@@ -63,12 +39,12 @@ def _one_vs_rest(y_true: np.ndarray, y_prob: np.ndarray, score) -> list:
 
 def per_class_auc(y_true: np.ndarray, y_prob: np.ndarray) -> list[float | None]:
     """One-vs-rest ROC AUC per class; None where the class has no positives or no negatives."""
-    return _one_vs_rest(y_true, y_prob, lambda pos, p: float(roc_auc_score(pos, p)))
+    return _one_vs_rest(y_true, y_prob, lambda pos, p: float(skm.roc_auc_score(pos, p)))
 
 
 def roc_curves(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """(fpr, tpr) per class, one-vs-rest; None where undefined."""
-    return _one_vs_rest(y_true, y_prob, lambda pos, p: tuple(roc_curve(pos, p)[:2]))
+    return _one_vs_rest(y_true, y_prob, lambda pos, p: tuple(skm.roc_curve(pos, p)[:2]))
 
 
 def evaluate(y_true: Sequence[int], y_prob: np.ndarray, labels: Sequence[str]) -> dict:
@@ -81,9 +57,11 @@ def evaluate(y_true: Sequence[int], y_prob: np.ndarray, labels: Sequence[str]) -
     if len(y_true) == 0:
         raise ValueError("cannot evaluate an empty split")
     y_pred = y_prob.argmax(axis=1)
-    cm = confusion_matrix(y_true, y_pred, n)
-    precision, recall, f1 = precision_recall_f1(cm)
-    support = cm.sum(axis=1)
+    classes = np.arange(n)
+    cm = skm.confusion_matrix(y_true, y_pred, labels=classes)
+    # zero_division=0: a class never predicted (or absent) has precision (recall) 0, not a warning.
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=classes,
+                                                                         zero_division=0)
     weights = support / support.sum()
     aucs = per_class_auc(y_true, y_prob)
     defined = [a for a in aucs if a is not None]
@@ -97,7 +75,8 @@ def evaluate(y_true: Sequence[int], y_prob: np.ndarray, labels: Sequence[str]) -
         "recall_weighted": float((recall * weights).sum()),
         "f1_weighted": float((f1 * weights).sum()),
         "auc_macro": float(np.mean(defined)) if defined else None,
-        "log_loss": log_loss(y_true, y_prob),
+        # float32 softmax rows sum to 1 only within ~1e-7, which scikit-learn warns about: renormalise.
+        "log_loss": float(skm.log_loss(y_true, y_prob / y_prob.sum(axis=1, keepdims=True), labels=classes)),
         "ece": expected_calibration_error(y_true, y_prob),
         "per_class": {
             label: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),

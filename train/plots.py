@@ -4,8 +4,8 @@ matplotlib's object API with the Agg canvas: no pyplot global state, safe off th
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -1,60 +1,80 @@
 """fit(config) -> model folder: the whole training job, from class folders to published files.
 
-Order of work: check the output folder and the data (fail before any training), build the
-model, train with a checkpoint per epoch, reload the best epoch, evaluate, then write the
-published files to a staging folder and move them into place, so a failure at any point
-leaves the previous model folder as it was.
+Order of work: check the output folder and the data (fail before any training), build the model
+(`setup`), pick up a checkpoint (`resume`), train with a checkpoint per epoch (`train_epochs`),
+reload the best epoch, evaluate and write the model folder (`finish`, through train.output, which
+leaves the previous folder as it was on any failure).
 """
 from __future__ import annotations
 
-import csv
-import json
-import os
-import platform
-import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from hub.card import render_card
-from hub.classifier import pick_device
-from hub.errors import OutputError
-from hub.model import save_model_folder
+from hub.device import needs_grad_scaler, pick_device
 from train import checkpoint, distributed, engine
 from train.config import TrainConfig
 from train.data import ImageDataset, build_splits, eval_data_config, train_transform, trained_pretrained_cfg
 from train.metrics import evaluate
-from train.plots import plot_confusion_matrix, plot_curves, plot_roc
+from train.output import ensure_writable, report, versions, write_model_folder
 
-PUBLISHED = ("model.safetensors", "config.json", "metrics.json", "history.csv", "train_config.json", "README.md")
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+# Options that may change between a run and its --resume (they do not change what is trained).
+RESUMABLE = {"resume", "epochs", "workers", "device", "out", "push_to", "tag", "license", "dataset_id", "amp",
+             "homepage", "tags"}
 
 
-def ensure_writable(out: Path) -> None:
-    """Fail before training when --out cannot be created or written."""
+@dataclass
+class Run:
+    """What one training run holds between its phases."""
+
+    cfg: TrainConfig
+    out: Path
+    world: distributed.World
+    log: Callable[[str], None]
+    progress: bool
+    splits: object = None
+    device: torch.device = None
+    net: torch.nn.Module = None     # the model itself (rank 0 saves it)
+    model: torch.nn.Module = None   # what the loops call: net, or net wrapped in DDP
+    optimizer: torch.optim.Optimizer = None
+    scheduler: object = None
+    criterion: torch.nn.Module = None
+    weight: torch.Tensor | None = None
+    scaler: object = None
+    data_config: dict = field(default_factory=dict)
+    loaders: dict = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """Where training stands: what a checkpoint saves and --resume restores."""
+
+    history: list = field(default_factory=list)
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped: bool = False
+    epoch: int = 0
+
+
+def fit(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """Train, evaluate and write the model folder at cfg.out; return its path.
+
+    Under torchrun every rank trains its shard; rank 0 alone logs, checkpoints and writes files.
+    """
+    world = distributed.init(pick_device(cfg.device))
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"--out {out}: cannot write there ({exc.strerror or exc}); "
-                          "choose a writable folder with --out") from None
-
-
-def versions() -> dict[str, str]:
-    """Library versions recorded with every run."""
-    import huggingface_hub
-    import timm
-    import torchvision
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "huggingface_hub": huggingface_hub.__version__, "numpy": np.__version__}
+        run = setup(cfg, world, log if world.main else (lambda line: None), progress and world.main)
+        state = train_epochs(run, resume(run))
+        return finish(run, state)
+    finally:
+        distributed.shutdown(world)
 
 
 def _loader(dataset, cfg: TrainConfig, device: torch.device, world: distributed.World, shuffle: bool) -> DataLoader:
@@ -67,197 +87,147 @@ def _loader(dataset, cfg: TrainConfig, device: torch.device, world: distributed.
                       pin_memory=device.type == "cuda", drop_last=drop_last)
 
 
-def _predict(model, loader: DataLoader, device, cfg: TrainConfig, world, desc: str, progress: bool):
-    """(labels, probabilities) of a whole split, gathered from every rank in dataset order."""
-    y, p = engine.predict(model, loader, device, cfg.amp, desc=desc, show=progress)
-    index = np.fromiter(iter(loader.sampler), dtype=np.int64)[: len(y)]
-    return distributed.gather_predictions(index, y, p, len(loader.dataset), world)
+def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None], progress: bool) -> Run:
+    """Check the output folder and the data, then build model, optimiser, loss and loaders."""
+    run = Run(cfg, Path(cfg.out), world, log, progress)
+    if world.main:
+        ensure_writable(run.out)
+    if cfg.batch_size % world.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
+                         f"{world.size} processes")
+    run.splits = splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed)
+    run.device = device = distributed.device_for(world, pick_device(cfg.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available here; use --device auto or cpu")
+    log(f"data: {len(splits.train)} train / {len(splits.val)} val"
+        + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {list(splits.classes)}; "
+        f"device {device}" + (f" x {world.size} processes" if world.enabled else ""))
+    torch.manual_seed(cfg.seed)
+    run.net = net = engine.build_model(cfg, len(splits.classes))
+    run.data_config = eval_data_config(net, cfg.img_size)
+    net.pretrained_cfg = trained_pretrained_cfg(net, run.data_config)
+    net.to(device)
+    net.to(memory_format=engine.memory_format(device, cfg.amp))
+    params = engine.set_trainable(net, cfg.unfreeze)
+    run.model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world.enabled else net
+    run.optimizer = engine.make_optimizer(cfg, params)
+    run.scheduler = engine.make_scheduler(cfg, run.optimizer)
+    run.weight = engine.class_weights(splits.train.counts(len(splits.classes)), cfg.class_weights)
+    run.criterion = torch.nn.CrossEntropyLoss(weight=run.weight.to(device) if run.weight is not None else None)
+    use_scaler = needs_grad_scaler(device, engine.amp_dtype(device, cfg.amp))
+    run.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    from timm.data import create_transform
+
+    train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter)
+    run.loaders["train"] = _loader(ImageDataset(splits.train, train_tf), cfg, device, world, True)
+    run.loaders["eval_transform"] = eval_tf = create_transform(**run.data_config)
+    run.loaders["validation"] = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
+    if splits.test is not None:
+        run.loaders["test"] = _loader(ImageDataset(splits.test, eval_tf), cfg, device, world, False)
+    return run
 
 
-def _resume_check(state: dict, cfg: TrainConfig, fingerprint: dict) -> None:
+def _resume_check(saved: dict, cfg: TrainConfig, fingerprint: dict) -> None:
     """Refuse to continue a checkpoint of another dataset or recipe."""
-    if state["fingerprint"]["files_sha256"] != fingerprint["files_sha256"]:
+    if saved["fingerprint"]["files_sha256"] != fingerprint["files_sha256"]:
         raise ValueError("--resume: the checkpoint was trained on other data (dataset fingerprint differs); "
                          "use another --out or drop --resume to start over")
-    ignore = {"resume", "epochs", "workers", "device", "out", "push_to", "tag", "license", "dataset_id", "amp"}
-    old, new = state["config"], cfg.to_dict()
-    changed = sorted(k for k in new if k not in ignore and old.get(k) != new[k])
+    old, new = saved["config"], cfg.to_dict()
+    changed = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
     if changed:
         raise ValueError(f"--resume: options differ from the checkpoint's run ({', '.join(changed)}); "
                          "use the same options, or drop --resume to start over")
 
 
-def fit(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool = True) -> Path:
-    """Train, evaluate and write the model folder at cfg.out; return its path.
+def resume(run: Run) -> State:
+    """The state after the last checkpointed epoch with --resume (weights, optimiser and schedule
+    restored), else a fresh state."""
+    saved = checkpoint.load_state(run.out) if run.cfg.resume else None
+    if saved is None:
+        if run.cfg.resume:
+            run.log(f"--resume: no checkpoint in {run.out / checkpoint.CHECKPOINT_DIR}, starting from epoch 1")
+        return State()
+    _resume_check(saved, run.cfg, run.splits.fingerprint())
+    run.net.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    state = State(list(saved["history"]), saved["best_loss"], saved["best_epoch"], saved["bad_epochs"],
+                  saved["stopped"], saved["epoch"])
+    run.log(f"resuming after epoch {state.epoch} (best so far: epoch {state.best_epoch}, "
+            f"val loss {state.best_loss:.4f})")
+    return state
 
-    Under torchrun every rank trains its shard; rank 0 alone logs, checkpoints and writes files.
-    """
-    out = Path(cfg.out)
-    world = distributed.init(pick_device(cfg.device))
-    try:
-        return _fit(cfg, out, world, log if world.main else (lambda line: None), progress and world.main)
-    finally:
-        distributed.shutdown(world)
+
+def _predict(run: Run, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of a whole split, gathered from every rank in dataset order."""
+    loader = run.loaders[split]
+    y, p = engine.predict(run.model, loader, run.device, run.cfg.amp, desc=split, show=run.progress)
+    index = np.fromiter(iter(loader.sampler), dtype=np.int64)[: len(y)]
+    return distributed.gather_predictions(index, y, p, len(loader.dataset), run.world)
 
 
-def _fit(cfg: TrainConfig, out: Path, world: distributed.World, log: Callable[[str], None], progress: bool) -> Path:
-    if world.main:
-        ensure_writable(out)
-    if cfg.batch_size % world.size:
-        raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
-                         f"{world.size} processes")
-    splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed)
-    labels = list(splits.classes)
-    fingerprint = splits.fingerprint()
-    device = distributed.device_for(world, pick_device(cfg.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available here; use --device auto or cpu")
-    log(f"data: {len(splits.train)} train / {len(splits.val)} val"
-        + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {labels}; device {device}"
-        + (f" x {world.size} processes" if world.enabled else ""))
-
-    torch.manual_seed(cfg.seed)
-    net = engine.build_model(cfg, len(labels))
-    data_config = eval_data_config(net, cfg.img_size)
-    net.pretrained_cfg = trained_pretrained_cfg(net, data_config)
-    net.to(device)
-    if cfg.amp and device.type == "cuda":
-        net.to(memory_format=torch.channels_last)
-    params = engine.set_trainable(net, cfg.unfreeze)
-    model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world.enabled else net
-    optimizer = engine.make_optimizer(cfg, params)
-    scheduler = engine.make_scheduler(cfg, optimizer)
-    weight = engine.class_weights(splits.train.counts(len(labels)), cfg.class_weights)
-    criterion = torch.nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None)
-    use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-
-    from timm.data import create_transform
-
-    train_loader = _loader(ImageDataset(splits.train, train_transform(data_config, cfg.hflip, cfg.rotation,
-                                                                      cfg.color_jitter)), cfg, device, world, True)
-    eval_tf = create_transform(**data_config)
-    val_loader = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
-
-    history: list[dict] = []
-    best_loss, best_epoch, bad_epochs, stopped, start = float("inf"), 0, 0, False, 1
-    state = checkpoint.load_state(out) if cfg.resume else None
-    if state is not None:
-        _resume_check(state, cfg, fingerprint)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best_loss, best_epoch = list(state["history"]), state["best_loss"], state["best_epoch"]
-        bad_epochs, stopped, start = state["bad_epochs"], state["stopped"], state["epoch"] + 1
-        log(f"resuming after epoch {state['epoch']} (best so far: epoch {best_epoch}, val loss {best_loss:.4f})")
-    elif cfg.resume:
-        log(f"--resume: no checkpoint in {out / checkpoint.CHECKPOINT_DIR}, starting from epoch 1")
-
-    for epoch in range(start, cfg.epochs + 1):
-        if stopped:
-            break
-        t0 = time.perf_counter()
-        engine.seed_epoch(cfg.seed, epoch, world.rank)
-        train_loader.sampler.set_epoch(epoch)  # the shuffle of this epoch, the same on every rank
-        lr = optimizer.param_groups[0]["lr"]
+def train_epochs(run: Run, state: State) -> State:
+    """Train from the epoch after `state.epoch` until the last epoch or early stopping."""
+    cfg = run.cfg
+    while state.epoch < cfg.epochs and not state.stopped:
+        epoch, t0 = state.epoch + 1, time.perf_counter()
+        engine.seed_epoch(cfg.seed, epoch, run.world.rank)
+        run.loaders["train"].sampler.set_epoch(epoch)  # the shuffle of this epoch, the same on every rank
+        lr = run.optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = distributed.sum_all(list(engine.train_one_epoch(
-            model, train_loader, criterion, optimizer, device, cfg.amp, scaler,
-            desc=f"epoch {epoch}/{cfg.epochs}", show=progress)), world)
-        y, p = _predict(model, val_loader, device, cfg, world, "validate", progress)
-        val_loss = engine.mean_loss(y, p, weight)
-        val_acc = float((p.argmax(1) == y).mean())
-        scheduler.step()
+            run.model, run.loaders["train"], run.criterion, run.optimizer, run.device, cfg.amp, run.scaler,
+            desc=f"epoch {epoch}/{cfg.epochs}", show=run.progress)), run.world, run.device)
+        y, p = _predict(run, "validation")
+        val_loss = engine.mean_loss(y, p, run.weight)
+        run.scheduler.step()
         row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
-                   val_loss=val_loss, val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
-        history.append(row)
-        improved = val_loss < best_loss  # every rank sees the same gathered val set: same decision
-        if improved:
-            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
-            if world.main:
-                checkpoint.save_best(out, net.state_dict())
-        else:
-            bad_epochs += 1
-        stopped = cfg.patience > 0 and bad_epochs >= cfg.patience
-        if world.main:
-            checkpoint.save_state(out, dict(epoch=epoch, model=net.state_dict(), optimizer=optimizer.state_dict(),
-                                            scheduler=scheduler.state_dict(), history=history, best_loss=best_loss,
-                                            best_epoch=best_epoch, bad_epochs=bad_epochs, stopped=stopped,
-                                            config=cfg.to_dict(), fingerprint=fingerprint))
-        log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  |  "
-            f"val loss {val_loss:.4f} acc {val_acc:.3f}  |  lr {lr:.2e}  {row['seconds']:.1f}s"
-            + ("  * best" if improved else "")
-            + (f"\nearly stopping: no val-loss improvement for {cfg.patience} epochs" if stopped else ""))
+                   val_loss=val_loss, val_acc=float((p.argmax(1) == y).mean()), lr=lr,
+                   seconds=time.perf_counter() - t0)
+        _end_epoch(run, state, row)
+    return state
 
-    distributed.barrier(world)  # rank 0 has written the best weights
-    net.load_state_dict(checkpoint.load_best(out))
-    metrics, preds = {}, {}
-    for name, split in (("validation", splits.val), ("test", splits.test)):
-        if split is None:
-            continue
-        loader = val_loader if name == "validation" else _loader(ImageDataset(split, eval_tf), cfg, device, world, False)
-        preds[name] = _predict(model, loader, device, cfg, world, name, progress)
-        metrics[name] = evaluate(*preds[name], labels)
-    if world.main:
-        run_info = dict(device=str(device), processes=world.size, epochs_run=len(history), best_epoch=best_epoch,
-                        best_val_loss=best_loss, stopped_early=stopped,
+
+def _end_epoch(run: Run, state: State, row: dict) -> None:
+    """Record an epoch, keep the best weights, decide on early stopping, checkpoint, log."""
+    cfg, epoch = run.cfg, row["epoch"]
+    state.history.append(row)
+    state.epoch = epoch
+    improved = row["val_loss"] < state.best_loss  # every rank sees the same gathered val set: same decision
+    if improved:
+        state.best_loss, state.best_epoch, state.bad_epochs = row["val_loss"], epoch, 0
+        if run.world.main:
+            checkpoint.save_best(run.out, run.net.state_dict())
+    else:
+        state.bad_epochs += 1
+    state.stopped = cfg.patience > 0 and state.bad_epochs >= cfg.patience
+    if run.world.main:
+        checkpoint.save_state(run.out, dict(
+            epoch=epoch, model=run.net.state_dict(), optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(), history=state.history, best_loss=state.best_loss,
+            best_epoch=state.best_epoch, bad_epochs=state.bad_epochs, stopped=state.stopped,
+            config=cfg.to_dict(), fingerprint=run.splits.fingerprint()))
+    run.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  |  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  |  lr {row['lr']:.2e}  "
+            f"{row['seconds']:.1f}s" + ("  * best" if improved else "")
+            + (f"\nearly stopping: no val-loss improvement for {cfg.patience} epochs" if state.stopped else ""))
+
+
+def finish(run: Run, state: State) -> Path:
+    """Reload the best epoch, evaluate validation (and test), write the model folder on rank 0."""
+    distributed.barrier(run.world)  # rank 0 has written the best weights
+    run.net.load_state_dict(checkpoint.load_best(run.out))
+    labels = list(run.splits.classes)
+    preds = {name: _predict(run, name) for name in ("validation", "test") if name in run.loaders}
+    metrics = {name: evaluate(*pred, labels) for name, pred in preds.items()}
+    if run.world.main:
+        history = state.history
+        run_info = dict(device=str(run.device), processes=run.world.size, epochs_run=len(history),
+                        best_epoch=state.best_epoch, best_val_loss=state.best_loss, stopped_early=state.stopped,
                         train_seconds=round(sum(h["seconds"] for h in history), 2))
-        train_config = {"config": cfg.to_dict(), "versions": versions(), "dataset": fingerprint, "run": run_info}
-        publish(out, net.cpu(), labels, data_config, metrics, preds, history, train_config)
-        log(report(metrics, out))
-    distributed.barrier(world)
-    return out
-
-
-def publish(out: Path, model: torch.nn.Module, labels: list[str], data_config: dict, metrics: dict,
-            preds: dict, history: list[dict], train_config: dict) -> None:
-    """Write every published file to a staging folder, then move them over the previous ones."""
-    staging = out / ".staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        save_model_folder(model, labels, staging, data_config)
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (staging / "train_config.json").write_text(json.dumps(train_config, indent=2))
-        with open(staging / "history.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-            writer.writeheader()
-            writer.writerows({k: h[k] for k in HISTORY_FIELDS} for h in history)
-        split = "test" if "test" in preds else "validation"
-        plot_confusion_matrix(metrics[split]["confusion_matrix"], labels, staging / "plots" / "confusion_matrix.png",
-                              f"confusion matrix ({split})")
-        plot_roc(*preds[split], labels, staging / "plots" / "roc.png", f"ROC, one-vs-rest ({split})")
-        plot_curves(history, staging / "plots" / "curves.png")
-        config = json.loads((staging / "config.json").read_text())
-        render_card(config, metrics, train_config).save(staging / "README.md")
-        (out / "plots").mkdir(exist_ok=True)
-        for rel in (*PUBLISHED, "plots/confusion_matrix.png", "plots/roc.png", "plots/curves.png"):
-            os.replace(staging / rel, out / rel)
-    except OSError as exc:
-        raise OutputError(f"could not write the model folder {out} ({exc.strerror or exc}); "
-                          "files of a previous run there were left as they were") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def report(metrics: dict, out: Path) -> str:
-    """The final table: per-class and overall metrics of each split, and how to use the folder."""
-    lines = []
-    for split, m in metrics.items():
-        lines.append(f"\n{split} ({m['n']} images): accuracy {m['accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
-                     f"macro AUC {_f(m['auc_macro'])}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}")
-        width = max(len("class"), *(len(k) for k in m["per_class"]))
-        lines.append(f"  {'class':<{width}}  precision  recall     F1     AUC  support")
-        for label, c in m["per_class"].items():
-            lines.append(f"  {label:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}  "
-                         f"{_f(c['auc']):>6}  {c['support']:7d}")
-    lines += [f"\nmodel folder: {out.resolve()}",
-              "use it:",
-              f"  python -c \"from hub import from_pretrained; print(from_pretrained('{out}').predict('image.png'))\"",
-              f"  timm.create_model('local-dir:{out.resolve()}', pretrained=True)",
-              f"  python -m hub push {out} ORG/REPO --tag auto"]
-    return "\n".join(lines)
-
-
-def _f(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
-
+        train_config = {"config": run.cfg.to_dict(), "versions": versions(), "dataset": run.splits.fingerprint(),
+                        "run": run_info}
+        write_model_folder(run.out, run.net.cpu(), labels, run.data_config, metrics, preds, history, train_config)
+        run.log(report(metrics, run.out))
+    distributed.barrier(run.world)
+    return run.out

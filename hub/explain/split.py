@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
 # One lock per model for the hook path; weak keys so a dropped model frees its lock.
-_HOOK_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_HOOK_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _HOOK_LOCKS_GUARD = threading.Lock()
 
 
@@ -44,7 +45,7 @@ class ModelSplit:
     layer: str
 
     @contextmanager
-    def session(self) -> Iterator["ModelSplit"]:
+    def session(self) -> Iterator[ModelSplit]:
         """Hold whatever the split needs while one explanation runs (nothing by default)."""
         yield self
 
@@ -99,7 +100,7 @@ class HookSplit(ModelSplit):
             raise ValueError(f"{type(model).__name__} has no submodule {layer!r}") from None
 
     @contextmanager
-    def session(self) -> Iterator["HookSplit"]:
+    def session(self) -> Iterator[HookSplit]:
         """Serialise explanations of this model: hooks on a shared module are not thread-safe."""
         with _model_lock(self.model):
             yield self

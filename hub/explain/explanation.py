@@ -3,8 +3,10 @@
     e = explain(model, "scan.jpg", method="scorecam", max_channels=32)   # fast: 32 passes
     e.heatmap            # H x W float32 in [0, 1] at the input image's size
     e.overlay(0.5)       # PIL image: the heatmap in colour over the input
-    e.label, e.probability, e.faithfulness, e.mode, e.channels, e.seconds
+    e.label, e.probability, e.faithfulness, e.mode, e.passes, e.seconds
 
+`max_channels` is Score-CAM's k: "exact" (one masked pass per channel, the default), a whole number
+k (fast mode, k passes) or "auto" (fast on CPU, exact on CUDA); Grad-CAM ignores it.
 Options: `layer` (a submodule name; default the last feature stage, `layer4` for ResNet),
 `batch_size` (masked inputs per pass; default from free memory), `dtype` ("auto": bf16/fp16
 autocast on CUDA, fp32 on CPU; "bfloat16" is worth it on CPUs with AVX512-BF16/AMX), `seed`
@@ -25,8 +27,10 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import timm
@@ -34,10 +38,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hub.cam import BaseCAM, FastScoreCAM, GradCAM, ScoreCAM
-from hub.faithfulness import keep_remove_score
+from hub.explain.cam import BaseCAM, FastScoreCAM, GradCAM, MaxChannels, ScoreCAM, resolve_max_channels
+from hub.explain.faithfulness import keep_remove_score
 from hub.images import ImageInput, load_image
-from hub.model import labels_of
+from hub.model import labels_of, resolve_target
 
 METHODS = ("scorecam", "gradcam")
 
@@ -51,13 +55,19 @@ class Explanation:
     target: int
     label: str
     probability: float           # softmax probability of `target` on the unmasked image
-    faithfulness: float          # hub.faithfulness.keep_remove_score; NaN if switched off
+    faithfulness: float          # hub.explain.faithfulness.keep_remove_score; NaN if switched off
     seconds: float
     method: str                  # "scorecam" or "gradcam"
     mode: str                    # "exact", "fast" (Score-CAM) or "gradient" (Grad-CAM)
-    channels: int                # masked forward passes run: k in fast mode, 0 for Grad-CAM
+    passes: int                  # masked forward passes run: k in fast mode, 0 for Grad-CAM
     layer: str                   # the target layer, e.g. "layer4"
     probabilities: np.ndarray = field(repr=False)  # all classes, in label order
+
+    @property
+    def channels(self) -> int:
+        """Deprecated name of `passes` (it never was the layer's channel count)."""
+        warnings.warn("Explanation.channels is deprecated; use Explanation.passes", DeprecationWarning, stacklevel=2)
+        return self.passes
 
     def overlay(self, opacity: float = 0.5) -> Image.Image:
         """The input image with the heatmap blended on top in a jet colour map."""
@@ -84,23 +94,9 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def resolve_target(target: Union[int, str, None], labels: list[str]) -> Optional[int]:
-    """A class index from an index, a label name, or None (the predicted class)."""
-    if target is None:
-        return None
-    if isinstance(target, str):
-        if target not in labels:
-            raise ValueError(f"unknown target label {target!r}; the model's labels are {labels}")
-        return labels.index(target)
-    index = int(target)
-    if not 0 <= index < len(labels):
-        raise ValueError(f"target {index} is out of range for {len(labels)} classes {labels}")
-    return index
-
-
 def make_cam(model: nn.Module, method: str, max_channels: Optional[int] = None, layer=None,
              batch_size: Optional[int] = None, dtype="auto", seed: int = 0) -> BaseCAM:
-    """The CAM object for `method`: Grad-CAM, exact Score-CAM, or fast Score-CAM when k is given."""
+    """The CAM object for `method`: Grad-CAM, exact Score-CAM (k None), or fast Score-CAM with k passes."""
     if method == "gradcam":
         return GradCAM(model, layer)
     if method == "scorecam":
@@ -165,7 +161,7 @@ def to_pixels(cam: torch.Tensor, size: tuple[int, int], model_size: tuple[int, i
 
 
 def explain(model: nn.Module, image: ImageInput, method: str = "scorecam",
-            target: Union[int, str, None] = None, max_channels: Optional[int] = None,
+            target: Union[int, str, None] = None, max_channels: MaxChannels = "exact",
             transform: Optional[Callable] = None, labels: Optional[list[str]] = None,
             device: Union[str, torch.device, None] = None, *, layer=None,
             batch_size: Optional[int] = None, dtype: Union[str, torch.dtype, None] = "auto",
@@ -180,7 +176,7 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam",
     transform = transform or model_transform(model)
     device = torch.device(device) if device is not None else model_device(model)
     x = transform(img).unsqueeze(0).to(device)
-    cam = make_cam(model, method, max_channels, layer, batch_size, dtype, seed)
+    cam = make_cam(model, method, resolve_max_channels(max_channels, device), layer, batch_size, dtype, seed)
     model_size, patches = tuple(x.shape[-2:]), cells_are_patches(model)
     # The session (a lock on the hook path only) also covers the faithfulness passes.
     with cam.split.session():

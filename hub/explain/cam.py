@@ -15,7 +15,7 @@ not run: their mask is all zero, so they all share the score of one all-zero inp
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -23,8 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hub.split import ModelSplit, split_model
+from hub.device import autocast, autocast_dtype
+from hub.explain.split import ModelSplit, split_model
+from hub.model import resolve_target
 
+# Score-CAM's k as users write it: a whole number, "exact" (every channel) or "auto".
+MaxChannels = Union[int, str]
 # Fast mode's default k (masked passes) and its k-means steps: chosen by measurement (see the
 # report in bench/explain.py); a few Lloyd steps cluster as well as many.
 FAST_CHANNELS = 32
@@ -49,9 +53,29 @@ class CamResult:
     layer: str
 
 
-def default_max_channels(device: torch.device) -> Optional[int]:
-    """Score-CAM's default k: fast mode on CPU (the exact 2,048 passes take minutes there), exact on CUDA."""
-    return None if torch.device(device).type == "cuda" else FAST_CHANNELS
+def parse_max_channels(value: MaxChannels | None) -> MaxChannels:
+    """Check Score-CAM's k as given by a user: "auto", "exact" or a whole number >= 1 (digits accepted)."""
+    if value is None:  # the old spelling of "exact"
+        warnings.warn("max_channels=None is deprecated; use max_channels='exact'", DeprecationWarning, stacklevel=3)
+        return "exact"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value in ("auto", "exact"):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"max_channels must be 'auto', 'exact' or a whole number >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"max_channels must be at least 1 (or 'exact'), got {value}")
+    return value
+
+
+def resolve_max_channels(value: MaxChannels | None, device: torch.device | str) -> Optional[int]:
+    """k masked passes for fast Score-CAM, or None for exact: 'auto' is fast on CPU (the exact 2,048
+    passes of ResNet50 take minutes there) and exact on CUDA."""
+    value = parse_max_channels(value)
+    if value == "auto":
+        return None if torch.device(device).type == "cuda" else FAST_CHANNELS
+    return None if value == "exact" else value
 
 
 def normalise(cam: torch.Tensor) -> torch.Tensor:
@@ -67,22 +91,12 @@ def resolve_dtype(device: torch.device, dtype: Union[str, torch.dtype, None]) ->
         return None if dtype == torch.float32 else dtype
     if dtype in (None, "float32", "fp32"):
         return None
-    if dtype == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype == "auto":  # reduced precision on CUDA only: on CPU the masked passes stay fp32 unless asked
+        return autocast_dtype(device) if device.type == "cuda" else None
     names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if dtype not in names:
         raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
     return names[dtype]
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bf16 convolutions natively (AVX512-BF16 / AMX), i.e. faster than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def auto_batch_size(x: torch.Tensor, dtype: Optional[torch.dtype], limit: int) -> int:
@@ -100,10 +114,6 @@ def auto_batch_size(x: torch.Tensor, dtype: Optional[torch.dtype], limit: int) -
         # CPU throughput stops improving past a few dozen samples; memory is the real limit.
         budget, cap = free // 4, 32
     return int(max(1, min(cap, limit, budget // max(per_sample, 1))))
-
-
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
 
 class BaseCAM:
@@ -127,12 +137,8 @@ class BaseCAM:
         raise NotImplementedError
 
     def _target(self, logits: torch.Tensor, target: Optional[int]) -> int:
-        n = logits.shape[-1]
-        if target is None:
-            return int(logits[0].argmax())
-        if not 0 <= int(target) < n:
-            raise ValueError(f"target {target} is out of range for {n} classes")
-        return int(target)
+        index = resolve_target(target, [str(i) for i in range(logits.shape[-1])])
+        return int(logits[0].argmax()) if index is None else index
 
     def _result(self, cam, logits, target, passes, channels, mode=None) -> CamResult:
         return CamResult(normalise(F.relu(cam)).cpu(), logits[0].detach().float().cpu(), target,
@@ -214,7 +220,7 @@ class ScoreCAM(BaseCAM):
         for chunk in masks.split(batch):
             up = F.interpolate(chunk[None], size=size, mode="bilinear", align_corners=True)[0]
             masked = (x * up[:, None]).contiguous(memory_format=torch.channels_last)
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 out.append(self.model(masked)[:, target].float())
         scores = torch.cat(out) if out else x.new_zeros(0)
         if zero:

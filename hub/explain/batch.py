@@ -15,16 +15,22 @@ import csv
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import torch
+from torch import nn
 
-from hub.classifier import Classifier
+from hub.explain.cam import MaxChannels
+from hub.explain.explanation import explain
 from hub.files import write_atomic
-from hub.images import ImageError, image_extensions, load_image
+from hub.images import ImageError, find_images, load_image
+from hub.model import labels_of, resolve_target
+
+if TYPE_CHECKING:  # a Classifier (hub.classifier, a layer above) is passed in, never imported at run time
+    from hub.classifier import Classifier
 
 COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method", "mode", "masked_passes",
            "target", "target_probability", "faithfulness", "seconds", "overlay", "error")
@@ -40,27 +46,34 @@ class Item:
     truth: Optional[int]
 
 
+def true_label(parts: Sequence[str], labels: Sequence[str]) -> Optional[int]:
+    """The class of an image from its folders, outermost first: the first folder named after a label.
+
+    Training reads `DATA/<class>/any/depth/x.png` as <class>, so `hub explain DATA` (parts: DATA,
+    <class>, any, depth) and `hub explain DATA/<class>` (parts: <class>, any, depth) agree with it.
+    """
+    return next((labels.index(part) for part in parts if part in labels), None)
+
+
 def collect_images(inputs: Iterable[str | os.PathLike], labels: Sequence[str]) -> list[Item]:
-    """Files as given and the images under folders (sorted); truth = parent folder name if it is a label."""
-    exts = image_extensions()
+    """Files as given and the images under folders (sorted); truth from the folders (see `true_label`)."""
     items, seen = [], set()
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = find_images(path)
             if not found:
-                raise ValueError(f"{path}: no image files in this folder (looked for {', '.join(sorted(exts)[:6])}, ...)")
+                raise ValueError(f"{path}: no image files in this folder (looked for .png, .jpg, .tif, ... files)")
+            parts = [[path.name, *p.relative_to(path).parent.parts] for p in found]
         elif path.exists():
-            found = [path]
+            found, parts = [path], [[path.parent.name]]
         else:
             raise ValueError(f"{path}: no such file or folder")
-        for p in found:
+        for p, folders in zip(found, parts):
             key = p.resolve()
             if key not in seen:
                 seen.add(key)
-                parent = p.parent.name
-                items.append(Item(p, labels.index(parent) if parent in labels else None))
+                items.append(Item(p, true_label(folders, labels)))
     if not items:
         raise ValueError("no images given")
     return items
@@ -72,7 +85,7 @@ def overlay_name(index: int, path: Path, method: str) -> str:
 
 
 def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str], out: str | Path,
-                   max_channels: Optional[int] = None, target: Optional[str] = None, true_class: bool = False,
+                   max_channels: MaxChannels = "auto", target: Optional[str] = None, true_class: bool = False,
                    opacity: float = 0.5, progress: bool = True, **options) -> list[dict]:
     """Explain every item with every method; write overlays and the CSV under `out`; return the rows.
 
@@ -86,8 +99,7 @@ def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str
         if unlabelled:
             raise ValueError(f"{len(unlabelled)} image(s) are not in a folder named after one of the model's labels "
                              f"{clf.labels} (e.g. {unlabelled[0]}); faithfulness is measured on the true class")
-    if target is not None and target not in clf.labels:
-        raise ValueError(f"unknown target label {target!r}; the model's labels are {clf.labels}")
+    resolve_target(target, clf.labels)  # an unknown label is refused before anything is written
     out = Path(out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -113,7 +125,7 @@ def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str
                     e.overlay(opacity).save(out / "overlays" / name)
                     best = int(np.argmax(e.probabilities))
                     row.update(predicted=clf.labels[best], predicted_probability=f"{e.probabilities[best]:.6f}",
-                               mode=e.mode, masked_passes=e.channels, target=e.label,
+                               mode=e.mode, masked_passes=e.passes, target=e.label,
                                target_probability=f"{e.probability:.6f}",
                                faithfulness="" if math.isnan(e.faithfulness) else f"{e.faithfulness:.6f}",
                                seconds=f"{e.seconds:.4f}", overlay=f"overlays/{name}")
@@ -166,18 +178,27 @@ def is_model_folder(source: str) -> bool:
     return (Path(source) / "metrics.json").is_file()
 
 
-def resolve_channels(value: str, device: torch.device) -> Optional[int]:
-    """--max-channels: 'auto' (fast on CPU, exact on CUDA), 'exact', or a positive k."""
-    from hub.cam import default_max_channels
-
-    if value == "auto":
-        return default_max_channels(device)
-    if value == "exact":
-        return None
-    try:
-        k = int(value)
-    except ValueError:
-        raise ValueError(f"--max-channels must be auto, exact or a positive integer, got {value!r}") from None
-    if k < 1:
-        raise ValueError(f"--max-channels must be at least 1, got {k}")
-    return k
+def mean_faithfulness(model: nn.Module, root: str | Path, methods: Iterable[str] = ("gradcam", "scorecam"),
+                      max_images: Optional[int] = None, max_channels: MaxChannels = "exact",
+                      labels: Optional[list[str]] = None, **options) -> dict[str, dict]:
+    """Per method: mean/std of the keep-remove score over a class-per-folder directory (true class as target)."""
+    labels = list(labels) if labels is not None else labels_of(model)
+    if not Path(root).is_dir():
+        raise ValueError(f"{root}: not a directory of class folders")
+    items = [i for i in collect_images([root], labels) if i.truth is not None]
+    if not items:
+        raise ValueError(f"{root}: no images in folders named after the model's labels {labels}")
+    if max_images is not None and max_images < len(items):
+        # Evenly spaced over the class-sorted list: deterministic and spread over every class.
+        items = [items[i] for i in np.linspace(0, len(items) - 1, max_images).round().astype(int)]
+    out = {}
+    for method in methods:
+        runs = [explain(model, i.path, method=method, target=i.truth, max_channels=max_channels,
+                        labels=labels, **options) for i in items]
+        scores = np.array([r.faithfulness for r in runs], np.float64)
+        if np.isnan(scores).any():
+            raise ValueError("faithfulness was switched off (faithfulness=False); nothing to average")
+        out[method] = {"mean": float(scores.mean()), "std": float(scores.std()), "images": len(runs),
+                       "mode": runs[0].mode, "passes": max(r.passes for r in runs),
+                       "seconds": float(np.mean([r.seconds for r in runs]))}
+    return out

@@ -1,22 +1,30 @@
 """Deploy the Gradio app to a Hugging Face Space that serves one model revision.
 
-A Space can only import what is uploaded to it, so the upload is `space/*` at the Space root plus
-the `hub/` package beside it (nothing else: no training code, tests or data), as ONE commit; files
-of an earlier deploy that are no longer shipped are deleted in that same commit. The model is not
+A Space can only import what is uploaded to it, so the bundle is the `space/` and `hub/` packages,
+a two-line `app.py` at the root (Spaces run `python app.py` from the repo root, which puts both
+packages on the import path), and this folder's README.md (front matter) and requirements.txt at
+the root. Nothing else: no training code, tests or data. It goes up as ONE commit; files of an
+earlier deploy that are no longer shipped are deleted in that same commit. The model is not
 copied: the Space variables MODEL_ID / MODEL_REVISION point the app at it, and the README's
 `models:` front matter links the Space to it on the Hub.
 """
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.loading import is_repo_id
+import hub
 from hub.errors import PublishError, hub_error
+from hub.loading import is_repo_id
 from hub.publish import resolve_token
 
-ROOT = Path(__file__).resolve().parent.parent
+SPACE_DIR = Path(__file__).resolve().parent          # this package
+HUB_DIR = Path(hub.__file__).resolve().parent        # the package it needs
+SPACE_ROOT_FILES = ("README.md", "requirements.txt")  # go to the Space root, not under space/
+ENTRY = "from space.__main__ import main\n\nmain()\n"  # the Space's app.py
 SKIP_PARTS = ("__pycache__",)
 SKIP_SUFFIXES = (".pyc", ".pyo")
 KEEP_REMOTE = (".gitattributes",)
@@ -42,13 +50,15 @@ def _shipped(folder: Path) -> list[Path]:
                   and p.suffix not in SKIP_SUFFIXES)
 
 
-def space_files(root: str | Path = ROOT) -> dict[str, Path]:
-    """Path in the Space -> local file: `space/*` at the Space root, `hub/**` under `hub/`."""
-    root = Path(root)
-    files = {p.relative_to(root / "space").as_posix(): p for p in _shipped(root / "space")}
-    files.update({p.relative_to(root).as_posix(): p for p in _shipped(root / "hub")})
-    if "app.py" not in files or "README.md" not in files:
-        raise PublishError(f"{root / 'space'} has no app.py or README.md; run from a complete checkout")
+def space_files(space_dir: Path = SPACE_DIR, hub_dir: Path = HUB_DIR) -> dict[str, Path]:
+    """Path in the Space -> local file: space/**, hub/**, and README.md + requirements.txt at the root."""
+    files = {name: space_dir / name for name in SPACE_ROOT_FILES}
+    missing = [name for name, path in files.items() if not path.is_file()]
+    if missing:
+        raise PublishError(f"{space_dir} has no {', '.join(missing)}; deploy from a complete checkout")
+    for package in (space_dir, hub_dir):
+        files.update({f"{package.name}/{p.relative_to(package).as_posix()}": p for p in _shipped(package)
+                      if p.parent != space_dir or p.name not in SPACE_ROOT_FILES})
     return files
 
 
@@ -74,15 +84,17 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
     try:
         info = api.model_info(model, revision=revision)
         if "config.json" not in {s.rfilename for s in info.siblings or []}:
-            raise PublishError(f"{model}@{revision} has no config.json; it is not a model pushed by `python -m hub push`")
+            raise PublishError(f"{model}@{revision} has no config.json; "
+                               "it is not a model pushed by `python -m hub push`")
     except PublishError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise PublishError(f"not deploying: model {hub_error(exc, model, revision)}") from None
     readme = space_readme(files.pop("README.md").read_text(encoding="utf-8"), model)
     ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in sorted(files.items())]
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme.encode("utf-8")))
-    shipped = sorted([*files, "README.md"])
+    ops.append(CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=ENTRY.encode("utf-8")))
+    shipped = sorted([*files, "README.md", "app.py"])
     variables = {"MODEL_ID": model, "MODEL_REVISION": revision}
     try:
         url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
@@ -90,14 +102,37 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
         ops += [CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote - set(shipped) - set(KEEP_REMOTE))]
         commit = api.create_commit(space_id, repo_type="space", operations=ops,
                                    commit_message=f"Deploy app for {model}@{revision}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise hub_error(exc, space_id) from None
     try:  # after the commit, so a failed upload leaves the running Space untouched; setting them restarts it
         for key, value in variables.items():
             api.add_space_variable(space_id, key, value)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise PublishError(f"the app was committed ({commit.commit_url}) but setting {key} failed "
                            f"({hub_error(exc, space_id)}); set MODEL_ID={model} and MODEL_REVISION={revision} "
                            "in the Space settings, or run the same command again") from None
     return DeployResult(space_id=space_id, commit=commit.oid, commit_url=commit.commit_url,
                         space_url=str(url), files=shipped, variables=variables)
+
+
+def parser() -> argparse.ArgumentParser:
+    """Options of `python -m space deploy`."""
+    p = argparse.ArgumentParser(prog="python -m space deploy", description=__doc__.splitlines()[0])
+    p.add_argument("space_id", help="ORG/NAME of the Space (created if missing)")
+    p.add_argument("--model", required=True, metavar="REPO_ID", help="the model repo the Space serves")
+    p.add_argument("--revision", default="main", help="tag, branch or commit to serve; pin a tag such as v2")
+    p.add_argument("--private", action="store_true", help="create the Space as private")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Deploy; an expected failure prints one line and returns 2."""
+    args = parser().parse_args(argv)
+    try:
+        result = deploy_space(args.space_id, args.model, args.revision, private=args.private)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"deployed {len(result.files)} files to {result.space_url} in one commit: {result.commit_url}")
+    print(f"serving {args.model}@{args.revision} (Space variables MODEL_ID, MODEL_REVISION)")
+    return 0
