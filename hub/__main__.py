@@ -3,6 +3,7 @@
     python -m hub push runs/demo/model org/her2-resnet50 --tag auto
     python -m hub pull org/her2-resnet50@v2 ./her2-v2
     python -m hub explain runs/demo/model runs/demo/data --method both --out runs/demo/explained --faithfulness
+    python -m hub explain runs/demo/model scans/ --out out --target "ring vs cross" --sanity
 
 Deploying the app to a Space is the app's own command: `python -m space deploy ...`.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hub.explain.batch import SANITY_IMAGES
 from hub.explain.cam import FAST_CHANNELS, MaxChannels, parse_max_channels
+from hub.explain.faithfulness import STEPS
 
 
 def max_channels_option(value: str) -> MaxChannels:
@@ -47,59 +50,88 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-channels", default="auto", metavar="auto|exact|K", type=max_channels_option,
                    help=f"Score-CAM masked passes: auto = fast (k={FAST_CHANNELS}) on CPU, exact on CUDA; exact = "
                         "one pass per channel; K = fast mode with K passes (default: auto)")
-    s.add_argument("--target", metavar="LABEL", help="explain this class instead of the predicted one")
+    s.add_argument("--target", metavar="LABEL", help="explain this class instead of the predicted one; "
+                   "'A vs B' explains A rather than B (the map of logit A - logit B)")
     s.add_argument("--faithfulness", action="store_true",
-                   help="explain each image's true class (from its folder name), average each method's "
-                        "faithfulness score into faithfulness.json, and, for a local model folder, into its "
-                        "metrics.json and model card")
+                   help="explain each image's true class (from its folder name); summarise each method's "
+                        "deletion/insertion areas (bootstrap 95%% intervals), baselines and sanity check into "
+                        "faithfulness.json and, for a local model folder, into its metrics.json and model card")
+    s.add_argument("--sanity", action="store_true",
+                   help="cascading-randomisation sanity check of each method (sanity.json); implied by --faithfulness")
+    s.add_argument("--sanity-images", type=int, default=SANITY_IMAGES, metavar="N",
+                   help=f"images the sanity check re-explains, spread over the classes (default: {SANITY_IMAGES})")
+    s.add_argument("--steps", type=int, default=STEPS,
+                   help=f"steps of the deletion and insertion curves, at least 2 (default: {STEPS})")
     s.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the overlays (default: 0.5)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     return p
 
 
 def run_explain(args: argparse.Namespace) -> None:
-    """The explain sub-command: load, collect, explain, summarise, record."""
+    """The explain sub-command: check, load, collect, explain, summarise, sanity-check, record."""
     import json
     from pathlib import Path
 
     from hub import from_pretrained
     from hub.explain.batch import (
         CSV_NAME,
+        SANITY_NAME,
         SUMMARY_NAME,
         collect_images,
+        example_figure,
         explain_images,
         is_model_folder,
         record_faithfulness,
+        sanity_reports,
         summarise,
     )
     from hub.explain.cam import resolve_max_channels
+    from hub.explain.faithfulness import IMPUTATION, check_steps
 
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
     if args.faithfulness and args.target:
         raise ValueError("--faithfulness explains each image's true class; leave out --target")
+    if args.sanity_images < 1:
+        raise ValueError(f"--sanity-images must be at least 1, got {args.sanity_images}")
+    steps = check_steps(args.steps, "--steps")
     clf = from_pretrained(args.model, device=args.device)
     k = resolve_max_channels(args.max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
     methods = ["gradcam", "scorecam"] if args.method == "both" else [args.method]
-    rows = explain_images(clf, items, methods, args.out, max_channels="exact" if k is None else k, target=args.target,
-                          true_class=args.faithfulness, opacity=args.opacity)
+    k = "exact" if k is None else k
+    rows = explain_images(clf, items, methods, args.out, max_channels=k, target=args.target,
+                          true_class=args.faithfulness, opacity=args.opacity, steps=steps)
     out = Path(args.out)
     failed = sorted({r["image"] for r in rows if r["error"]})
     print(f"explained {len(items) - len(failed)} of {len(items)} images with {', '.join(methods)} "
-          f"(Score-CAM {'exact' if k is None else f'fast, k={k}'}): {out / CSV_NAME}, {out / 'overlays'}")
+          f"(Score-CAM {'exact' if k == 'exact' else f'fast, k={k}'}): {out / CSV_NAME}, {out / 'overlays'}")
     if failed:
         print(f"warning: {len(failed)} unreadable image(s) skipped, see the error column: {', '.join(failed[:5])}",
               file=sys.stderr)
-    summary = summarise(rows)
+    summary = summarise(rows, steps, IMPUTATION)
     for method, s in summary.items():
-        print(f"{method:9s} faithfulness {s['mean']:+.4f} ± {s['std']:.4f} over {s['images']} images, "
+        d, i = s["deletion"], s["insertion"]
+        print(f"{method:9s} deletion {d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]  insertion {i['mean']:.3f} "
+              f"[{i['low']:.3f}, {i['high']:.3f}]  beats random {s['beats']['random']:.0%}, centre "
+              f"{s['beats']['centre']:.0%}  keep-remove {s['keep_remove']['mean']:+.3f}  over {s['images']} images, "
               f"{s['seconds']:.2f} s/image ({s['mode']})")
+    if args.sanity or args.faithfulness:
+        reports = sanity_reports(clf, items, methods, k, args.target, args.faithfulness, args.sanity_images)
+        (out / SANITY_NAME).write_text(json.dumps(reports, indent=2) + "\n")
+        for method, r in reports.items():
+            figures = ", ".join(f"{s['randomised']} |rho| {s['rank_correlation']:.2f} SSIM {s['ssim']:.2f}"
+                                for s in r["steps"])
+            print(f"{method:9s} sanity check {'passed' if r['passed'] else 'FAILED'} over {r['images']} images "
+                  f"(randomised cumulatively: {figures}; pass: both < {r['threshold']})")
+            if method in summary:
+                summary[method]["sanity"] = {key: r[key] for key in ("images", "steps", "passed", "threshold")}
     if args.faithfulness:
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         if is_model_folder(args.model):
-            record_faithfulness(args.model, summary)
-            print(f"wrote the faithfulness scores into {Path(args.model) / 'metrics.json'} and its model card")
+            record_faithfulness(args.model, summary, example_figure(rows, out, clf.labels))
+            print(f"wrote the faithfulness figures into {Path(args.model) / 'metrics.json'}, its model card "
+                  "and plots/explanations.png")
         else:
             print(f"wrote {out / SUMMARY_NAME}; to show it on the card, pull the model folder "
                   "(python -m hub pull), run explain on that folder and push it")

@@ -23,6 +23,34 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
+
+
+def _interval(f: dict) -> str:
+    return f"{f['mean']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+
+
+def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
+    """The card's faithfulness table, one row of display strings per method (an older keep-remove-only
+    summary keeps its score and shows n/a for the rest)."""
+    rows = []
+    for method, f in (summary or {}).items():
+        mode = f["mode"] + (f" (k={f.get('masked_passes')})" if f["mode"] == "fast" else "")
+        row = {"name": METHOD_NAMES.get(method, method), "mode": mode, "images": f["images"],
+               "deletion": "n/a", "insertion": "n/a", "random": "n/a", "centre": "n/a", "sanity": "not run",
+               "keep_remove": f"{f['keep_remove']['mean']:+.3f}" if "keep_remove" in f else f"{f['mean']:+.3f}",
+               "steps": []}
+        if "deletion" in f:
+            row.update(deletion=_interval(f["deletion"]), insertion=_interval(f["insertion"]),
+                       random=f"{f['beats']['random']:.0%}", centre=f"{f['beats']['centre']:.0%}")
+        if "sanity" in f:
+            last = f["sanity"]["steps"][-1]
+            row.update(sanity=f"{'pass' if f['sanity']['passed'] else 'FAIL'} (rank corr. {last['rank_correlation']:.2f}, "
+                              f"SSIM {last['ssim']:.2f})", steps=f["sanity"]["steps"])
+        rows.append(row)
+    return rows
+
+
 def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> list[EvalResult]:
     split = "test" if "test" in results else "validation"
     m = results[split]
@@ -96,7 +124,8 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         std=tuple(round(v, 4) for v in pcfg.get("std", ())),
         augmentation=", ".join(aug) or "none",
         results={"test" if k == "test" else "validation": v for k, v in results.items()},
-        faithfulness=metrics.get("faithfulness"),
+        faithfulness=faithfulness_rows(metrics.get("faithfulness")),
+        faithfulness_setup=next(iter((metrics.get("faithfulness") or {}).values()), {}),
         fmt=_fmt,
         timm_id=timm_id,
         load_id=load_id,

@@ -16,6 +16,9 @@ from safetensors import SafetensorError, safe_open
 
 from hub.errors import ModelLoadError
 
+# "A vs B": a contrastive target (why A rather than B) as the CLI and the app spell it.
+VERSUS = " vs "
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
@@ -137,3 +140,19 @@ def resolve_target(target: int | str | None, labels: Sequence[str]) -> int | Non
     if not 0 <= index < len(labels):
         raise ValueError(f"target {index} is out of range for {len(labels)} classes {labels}")
     return index
+
+
+def resolve_contrast(target: int | str | Sequence | None, labels: Sequence[str]) -> tuple[int | None, int | None]:
+    """(class, rival) from a target, a pair (A, B) or "A vs B" (A rather than B); the rival is None if not given."""
+    labels = list(labels)
+    if isinstance(target, str) and target not in labels and VERSUS in target:
+        target = tuple(part.strip() for part in target.split(VERSUS, 1))
+    if not isinstance(target, (tuple, list)):
+        return resolve_target(target, labels), None
+    if len(target) != 2 or any(t is None or t == "" for t in target):
+        raise ValueError(f"a contrastive target is two classes, (A, B) or 'A vs B', got {target!r}")
+    first, rival = (resolve_target(t, labels) for t in target)
+    if first == rival:
+        raise ValueError(f"a contrastive target needs two different classes, got {labels[first]!r} twice; "
+                         f"pick a rival from {[n for n in labels if n != labels[first]]}")
+    return first, rival

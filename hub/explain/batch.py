@@ -5,15 +5,16 @@
 
 Images come as files or folders (searched recursively). An image inside a folder named after one
 of the model's labels has a known true class; `--faithfulness` then explains that class and
-averages each method's faithfulness score, which `record_faithfulness` writes into the model
-folder's metrics.json and card. An unreadable image becomes a CSV row with its error: one bad
-file never stops the batch, and rows already written stay on disk if the run is interrupted.
+summarises each method's faithfulness figures (deletion and insertion areas with bootstrap
+intervals, the share of images where the map beats each baseline, keep-remove) and its sanity
+check, which `record_faithfulness` writes into the model folder's metrics.json and card, with a
+figure of example overlays. An unreadable image becomes a CSV row with its error: one bad file
+never stops the batch, and rows already written stay on disk if the run is interrupted.
 """
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,21 +22,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageOps
 from torch import nn
 
 from hub.explain.cam import MaxChannels
-from hub.explain.explanation import explain
+from hub.explain.explanation import Explanation, Target, explain
+from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS
+from hub.explain.sanity import sanity_check
+from hub.explain.stats import bootstrap_interval
 from hub.files import write_atomic
 from hub.images import ImageError, find_images, load_image
-from hub.model import labels_of, resolve_target
+from hub.model import labels_of, resolve_contrast
 
 if TYPE_CHECKING:  # a Classifier (hub.classifier, a layer above) is passed in, never imported at run time
     from hub.classifier import Classifier
 
+FIGURES = ("deletion", "insertion", "keep_remove", *[f"{b}_{k}" for b in BASELINES for k in ("deletion", "insertion")],
+           *[f"beats_{b}" for b in BASELINES])
 COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method", "mode", "masked_passes",
-           "target", "target_probability", "faithfulness", "seconds", "overlay", "error")
+           "target", "rival", "target_probability", *FIGURES, "seconds", "overlay", "error")
 CSV_NAME = "explanations.csv"
 SUMMARY_NAME = "faithfulness.json"
+SANITY_NAME = "sanity.json"
+FIGURE_NAME = "plots/explanations.png"  # in the model folder: example overlays, shown on the card
+SANITY_IMAGES = 8   # images the sanity check re-explains 3 times per method (each cascade step)
+TILE = 160          # pixels per image in the example figure
 
 
 @dataclass(frozen=True)
@@ -84,13 +95,31 @@ def overlay_name(index: int, path: Path, method: str) -> str:
     return f"{index:05d}_{path.stem}.{method}.png"
 
 
+def figure_columns(e: Explanation) -> dict[str, str]:
+    """The CSV's faithfulness columns of one explanation ('' when the figures were switched off)."""
+    f = e.faithfulness
+    if f is None:
+        return dict.fromkeys(FIGURES, "")
+    out = {k: f"{f[k]:.6f}" for k in ("deletion", "insertion", "keep_remove")}
+    for b in BASELINES:
+        out.update({f"{b}_{k}": f"{f['baselines'][b][k]:.6f}" for k in ("deletion", "insertion")},
+                   **{f"beats_{b}": str(int(f["beats"][b]))})
+    return out
+
+
+def probe(clf: Classifier) -> None:
+    """One Grad-CAM of a blank image: a layer too coarse for the model's input is refused before anything is written."""
+    height, width = clf.data_config["input_size"][-2:]
+    clf.explain(Image.new("RGB", (width, height), (128, 128, 128)), method="gradcam", faithfulness=False)
+
+
 def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str], out: str | Path,
-                   max_channels: MaxChannels = "auto", target: Optional[str] = None, true_class: bool = False,
+                   max_channels: MaxChannels = "auto", target: Target = None, true_class: bool = False,
                    opacity: float = 0.5, progress: bool = True, **options) -> list[dict]:
     """Explain every item with every method; write overlays and the CSV under `out`; return the rows.
 
     The target is the true class when `true_class` (items without one are refused up front),
-    else `target` (a label) when given, else the predicted class.
+    else `target` (a label, or "A vs B" / (A, B) for A rather than B) when given, else the predicted class.
     """
     from tqdm.auto import tqdm
 
@@ -99,7 +128,8 @@ def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str
         if unlabelled:
             raise ValueError(f"{len(unlabelled)} image(s) are not in a folder named after one of the model's labels "
                              f"{clf.labels} (e.g. {unlabelled[0]}); faithfulness is measured on the true class")
-    resolve_target(target, clf.labels)  # an unknown label is refused before anything is written
+    resolve_contrast(target, clf.labels)  # an unknown or repeated label is refused before anything is written
+    probe(clf)
     out = Path(out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -125,9 +155,8 @@ def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str
                     e.overlay(opacity).save(out / "overlays" / name)
                     best = int(np.argmax(e.probabilities))
                     row.update(predicted=clf.labels[best], predicted_probability=f"{e.probabilities[best]:.6f}",
-                               mode=e.mode, masked_passes=e.passes, target=e.label,
-                               target_probability=f"{e.probability:.6f}",
-                               faithfulness="" if math.isnan(e.faithfulness) else f"{e.faithfulness:.6f}",
+                               mode=e.mode, masked_passes=e.passes, target=e.label, rival=e.rival_label or "",
+                               target_probability=f"{e.probability:.6f}", **figure_columns(e),
                                seconds=f"{e.seconds:.4f}", overlay=f"overlays/{name}")
                 writer.writerow(row)
                 fh.flush()  # an interrupted batch keeps the rows it finished
@@ -137,38 +166,112 @@ def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str
     return rows
 
 
-def summarise(rows: Sequence[dict]) -> dict[str, dict]:
-    """Per method: mean/std faithfulness, images explained, mode, masked passes and mean seconds."""
+def interval(values: Sequence[float]) -> dict[str, float]:
+    """Mean and bootstrap 95% interval, rounded for a report."""
+    low, high = bootstrap_interval(values)
+    return {"mean": round(float(np.mean(values)), 6), "low": round(low, 6), "high": round(high, 6)}
+
+
+def summarise(rows: Sequence[dict], steps: Optional[int] = None, imputation: Optional[str] = None) -> dict[str, dict]:
+    """Per method: deletion/insertion (mean, 95% interval), keep-remove, baselines, share beating them, cost."""
     out = {}
     for method in dict.fromkeys(r["method"] for r in rows):
-        done = [r for r in rows if r["method"] == method and not r["error"]]
-        scores = np.array([float(r["faithfulness"]) for r in done if r["faithfulness"] != ""], np.float64)
-        if not done or not len(scores):
+        done = [r for r in rows if r["method"] == method and not r["error"] and r["deletion"] != ""]
+        if not done:
             continue
-        out[method] = {"mean": round(float(scores.mean()), 6), "std": round(float(scores.std()), 6),
-                       "images": len(scores), "mode": done[0]["mode"],
-                       "masked_passes": max(int(r["masked_passes"]) for r in done),
-                       "seconds": round(float(np.mean([float(r["seconds"]) for r in done])), 4),
-                       "score": "keep-remove@20%", "target": "true class"}
+        col = lambda key, done=done: [float(r[key]) for r in done]  # noqa: E731
+        beats = {b: [r[f"beats_{b}"] == "1" for r in done] for b in BASELINES}
+        out[method] = {
+            "deletion": interval(col("deletion")), "insertion": interval(col("insertion")),
+            "keep_remove": {"mean": round(float(np.mean(col("keep_remove"))), 6),
+                            "std": round(float(np.std(col("keep_remove"))), 6)},
+            "baselines": {b: {k: round(float(np.mean(col(f"{b}_{k}"))), 6) for k in ("deletion", "insertion")}
+                          for b in BASELINES},
+            "beats": {**{b: round(float(np.mean(v)), 4) for b, v in beats.items()},
+                      "both": round(float(np.mean([all(t) for t in zip(*beats.values())])), 4)},
+            "images": len(done), "mode": done[0]["mode"], "masked_passes": max(int(r["masked_passes"]) for r in done),
+            "seconds": round(float(np.mean(col("seconds"))), 4), "steps": steps, "imputation": imputation,
+            "target": "true class"}
     return out
 
 
-def record_faithfulness(folder: str | Path, summary: dict[str, dict]) -> None:
-    """Put `summary` under "faithfulness" in the model folder's metrics.json and re-render its card."""
+def spread(items: Sequence[Item], count: int) -> list[Item]:
+    """`count` items evenly spaced over the class-sorted list: deterministic and spread over every class."""
+    if count >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
+def sanity_reports(clf: Classifier, items: Sequence[Item], methods: Sequence[str], max_channels: MaxChannels = "auto",
+                   target: Target = None, true_class: bool = False, count: int = SANITY_IMAGES) -> dict[str, dict]:
+    """`hub.explain.sanity.sanity_check` of each method on up to `count` readable items (spread over the classes)."""
+    readable = []
+    for item in items:
+        try:
+            readable.append((item, clf.preprocess(load_image(item.path))))
+        except ImageError:
+            continue
+    if not readable:
+        raise ValueError("no readable image to run the sanity check on")
+    chosen = [readable[i] for i in np.linspace(0, len(readable) - 1, min(count, len(readable))).round().astype(int)]
+    index, rival = resolve_contrast(target, clf.labels)
+    targets = [item.truth if true_class else index for item, _ in chosen]
+    return {m: sanity_check(clf.model, [x for _, x in chosen], m, targets, rival=rival, max_channels=max_channels)
+            for m in methods}
+
+
+def example_figure(rows: Sequence[dict], out: str | Path, labels: Sequence[str]) -> Optional[Image.Image]:
+    """One image per class (its first explained one): the image, then each method's overlay for its true class."""
+    out, methods = Path(out), list(dict.fromkeys(r["method"] for r in rows))
+    picks = []
+    for label in labels:
+        first = next((r["image"] for r in rows if r["true_label"] == label and r["overlay"]), None)
+        if first is not None:
+            overlays = {r["method"]: out / r["overlay"] for r in rows if r["image"] == first and r["overlay"]}
+            picks.append((label, [Image.open(first), *[Image.open(overlays[m]) for m in methods if m in overlays]]))
+    if not picks:
+        return None
+    head = 18
+    sheet = Image.new("RGB", (TILE * (len(methods) + 1), head + (TILE + head) * len(picks)), "white")
+    draw = ImageDraw.Draw(sheet)
+    names = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
+    for col, title in enumerate(["image", *[names.get(m, m) for m in methods]]):
+        draw.text((col * TILE + 4, 2), title, fill="black")
+    for row, (label, tiles) in enumerate(picks):
+        top = head + row * (TILE + head)
+        draw.text((4, top + 2), f"true class: {label}", fill="black")
+        for col, tile in enumerate(tiles):
+            sheet.paste(ImageOps.contain(tile.convert("RGB"), (TILE, TILE)), (col * TILE, top + head))
+    return sheet
+
+
+def record_faithfulness(folder: str | Path, summary: dict[str, dict], figure: Image.Image) -> None:
+    """Put `summary` under "faithfulness" in the model folder's metrics.json, save `figure`, re-render its card."""
+    import io
+
     from hub.card import render_card_from_folder
 
     folder = Path(folder)
-    metrics_path = folder / "metrics.json"
+    metrics_path, figure_path = folder / "metrics.json", folder / FIGURE_NAME
     if not metrics_path.is_file():
         raise ValueError(f"{folder}: no metrics.json (not a model folder written by `python -m train`)")
     old_metrics = metrics_path.read_text()
+    old_figure = figure_path.read_bytes() if figure_path.is_file() else None
     metrics = json.loads(old_metrics)
     metrics["faithfulness"] = summary
+    buf = io.BytesIO()
+    figure.save(buf, format="PNG")
+    figure_path.parent.mkdir(exist_ok=True)
+    write_atomic(figure_path, buf.getvalue())
     write_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
     try:
         card = render_card_from_folder(folder)
     except Exception:
-        write_atomic(metrics_path, old_metrics)  # keep metrics.json and README.md in step
+        write_atomic(metrics_path, old_metrics)  # keep metrics.json, the figure and README.md in step
+        if old_figure is None:
+            figure_path.unlink()
+        else:
+            write_atomic(figure_path, old_figure)
         raise
     write_atomic(folder / "README.md", str(card))
 
@@ -181,24 +284,21 @@ def is_model_folder(source: str) -> bool:
 def mean_faithfulness(model: nn.Module, root: str | Path, methods: Iterable[str] = ("gradcam", "scorecam"),
                       max_images: Optional[int] = None, max_channels: MaxChannels = "exact",
                       labels: Optional[list[str]] = None, **options) -> dict[str, dict]:
-    """Per method: mean/std of the keep-remove score over a class-per-folder directory (true class as target)."""
+    """`summarise` of each method's faithfulness figures over a class-per-folder directory (true class as target)."""
     labels = list(labels) if labels is not None else labels_of(model)
     if not Path(root).is_dir():
         raise ValueError(f"{root}: not a directory of class folders")
     items = [i for i in collect_images([root], labels) if i.truth is not None]
     if not items:
         raise ValueError(f"{root}: no images in folders named after the model's labels {labels}")
-    if max_images is not None and max_images < len(items):
-        # Evenly spaced over the class-sorted list: deterministic and spread over every class.
-        items = [items[i] for i in np.linspace(0, len(items) - 1, max_images).round().astype(int)]
-    out = {}
+    items = spread(items, max_images or len(items))
+    rows = []
     for method in methods:
-        runs = [explain(model, i.path, method=method, target=i.truth, max_channels=max_channels,
-                        labels=labels, **options) for i in items]
-        scores = np.array([r.faithfulness for r in runs], np.float64)
-        if np.isnan(scores).any():
-            raise ValueError("faithfulness was switched off (faithfulness=False); nothing to average")
-        out[method] = {"mean": float(scores.mean()), "std": float(scores.std()), "images": len(runs),
-                       "mode": runs[0].mode, "passes": max(r.passes for r in runs),
-                       "seconds": float(np.mean([r.seconds for r in runs]))}
-    return out
+        for item in items:
+            e = explain(model, item.path, method=method, target=item.truth, max_channels=max_channels,
+                        labels=labels, **options)
+            if e.faithfulness is None:
+                raise ValueError("faithfulness was switched off (faithfulness=False); nothing to summarise")
+            rows.append({"method": method, "mode": e.mode, "masked_passes": str(e.passes), "error": "",
+                         "seconds": str(e.seconds), **figure_columns(e)})
+    return summarise(rows, options.get("steps", STEPS), options.get("imputation", IMPUTATION))

@@ -25,7 +25,7 @@ from torch import nn
 
 from hub.device import autocast, autocast_dtype
 from hub.explain.split import ModelSplit, split_model
-from hub.model import resolve_target
+from hub.model import resolve_contrast, resolve_target
 
 # Score-CAM's k as users write it: a whole number, "exact" (every channel) or "auto".
 MaxChannels = Union[int, str]
@@ -51,6 +51,7 @@ class CamResult:
     passes: int             # masked forward passes run (0 for Grad-CAM)
     channels: int           # channels of the target layer
     layer: str
+    rival: Optional[int] = None  # the class explained against (target = logit A - logit B), if any
 
 
 def parse_max_channels(value: MaxChannels | None) -> MaxChannels:
@@ -125,24 +126,33 @@ class BaseCAM:
         self.model = model
         self.split: ModelSplit = split_model(model, layer)
 
-    def __call__(self, x: torch.Tensor, target: Optional[int] = None) -> CamResult:
-        """The map for one normalised 1x3xHxW input and class `target` (default: predicted)."""
+    def __call__(self, x: torch.Tensor, target: Optional[int] = None, rival: Optional[int] = None) -> CamResult:
+        """The map for one normalised 1x3xHxW input and class `target` (default: predicted), against `rival`."""
         if x.ndim != 4 or x.shape[0] != 1:
             raise ValueError(f"expected one image as a 1xCxHxW tensor, got shape {tuple(x.shape)}")
         with self.split.session():
-            return self.compute(x, target)
+            return self.compute(x, target, rival)
 
-    def compute(self, x: torch.Tensor, target: Optional[int]) -> CamResult:
+    def compute(self, x: torch.Tensor, target: Optional[int], rival: Optional[int]) -> CamResult:
         """Method-specific work, run while the split's session is held."""
         raise NotImplementedError
 
-    def _target(self, logits: torch.Tensor, target: Optional[int]) -> int:
-        index = resolve_target(target, [str(i) for i in range(logits.shape[-1])])
-        return int(logits[0].argmax()) if index is None else index
+    def _target(self, logits: torch.Tensor, target: Optional[int], rival: Optional[int]) -> int:
+        names = [str(i) for i in range(logits.shape[-1])]
+        index = resolve_target(target, names)
+        index = int(logits[0].argmax()) if index is None else index
+        if rival is not None:
+            resolve_contrast((index, rival), names)
+        return index
 
-    def _result(self, cam, logits, target, passes, channels, mode=None) -> CamResult:
+    def _result(self, cam, logits, target, passes, channels, mode=None, rival=None) -> CamResult:
         return CamResult(normalise(F.relu(cam)).cpu(), logits[0].detach().float().cpu(), target,
-                         mode or self.mode, passes, channels, self.split.layer)
+                         mode or self.mode, passes, channels, self.split.layer, rival)
+
+
+def target_score(logits: torch.Tensor, target: int, rival: Optional[int]) -> torch.Tensor:
+    """What a map explains, per row: the target logit, or logit A - logit B for a contrastive target."""
+    return logits[:, target] if rival is None else logits[:, target] - logits[:, rival]
 
 
 class GradCAM(BaseCAM):
@@ -150,16 +160,16 @@ class GradCAM(BaseCAM):
 
     mode = "gradient"
 
-    def compute(self, x: torch.Tensor, target: Optional[int]) -> CamResult:
+    def compute(self, x: torch.Tensor, target: Optional[int], rival: Optional[int]) -> CamResult:
         """One forward (trunk without autograd) and a backward through the head only."""
         with torch.inference_mode(False):  # a caller's inference_mode would forbid the backward
             acts, logits, leaf = self.split.run(x, grad=True)
-            t = self._target(logits, target)
-            (grad,) = torch.autograd.grad(logits[0, t], leaf)
+            t = self._target(logits, target, rival)
+            (grad,) = torch.autograd.grad(target_score(logits, t, rival)[0], leaf)
         grads = self.split.grid(grad)
         weights = grads.float().mean(dim=(2, 3), keepdim=True)
         cam = (weights * acts.detach().float()).sum(dim=1)[0]
-        return self._result(cam, logits, t, 0, acts.shape[1])
+        return self._result(cam, logits, t, 0, acts.shape[1], rival=rival)
 
 
 class ScoreCAM(BaseCAM):
@@ -172,18 +182,18 @@ class ScoreCAM(BaseCAM):
         super().__init__(model, layer)
         self.batch_size, self.dtype = batch_size, dtype
 
-    def compute(self, x: torch.Tensor, target: Optional[int]) -> CamResult:
+    def compute(self, x: torch.Tensor, target: Optional[int], rival: Optional[int]) -> CamResult:
         """Base pass in fp32, masked passes batched, weights softmaxed over channels."""
         with torch.inference_mode():
             acts, logits, _ = self.split.run(x)
-            t = self._target(logits, target)
+            t = self._target(logits, target, rival)
             maps = acts[0].float()                                   # C x h x w
             lo = maps.amin(dim=(1, 2), keepdim=True)
             span = maps.amax(dim=(1, 2), keepdim=True) - lo
             flat = span.flatten() < MASK_EPS
             varying = (~flat).nonzero().flatten()
             if varying.numel() == 0:  # nothing varies anywhere: there is nothing to point at
-                return self._result(maps.new_zeros(maps.shape[1:]), logits, t, 0, maps.shape[0], "exact")
+                return self._result(maps.new_zeros(maps.shape[1:]), logits, t, 0, maps.shape[0], "exact", rival)
             # The library's masks at feature resolution (normalising commutes with its upsampling).
             masks = (maps[varying] - lo[varying]) / (span[varying] + MASK_EPS)
             run, share = self.plan(masks)
@@ -192,7 +202,7 @@ class ScoreCAM(BaseCAM):
             # score needed (their masks are all zero, so one pass serves them all).
             constant = maps[flat].sum(dim=0)
             need_zero = bool(constant.abs().amax() > 0) if constant.numel() else False
-            scores, zero_score = self.masked_scores(x, masks[run], t, need_zero)
+            scores, zero_score = self.masked_scores(x, masks[run], t, need_zero, rival)
             # Softmax over every non-constant channel, each with its own score (exact) or with
             # the score of its group's representative (fast); constant channels in the same units.
             channel_scores = scores[share].float()
@@ -201,15 +211,16 @@ class ScoreCAM(BaseCAM):
             if need_zero:
                 cam = cam + torch.exp(zero_score - log_total) * constant
         mode = self.mode if run.numel() < varying.numel() else "exact"
-        return self._result(cam, logits, t, int(run.numel()) + need_zero, maps.shape[0], mode)
+        return self._result(cam, logits, t, int(run.numel()) + need_zero, maps.shape[0], mode, rival)
 
     def plan(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Which masks to run, and for each channel the index of the run whose score it takes."""
         every = torch.arange(masks.shape[0], device=masks.device)
         return every, every
 
-    def masked_scores(self, x: torch.Tensor, masks: torch.Tensor, target: int, zero: bool):
-        """Target logits of x * upsample(mask) for every mask, batched; one host sync at the end."""
+    def masked_scores(self, x: torch.Tensor, masks: torch.Tensor, target: int, zero: bool,
+                      rival: Optional[int] = None):
+        """Target scores of x * upsample(mask) for every mask, batched; one host sync at the end."""
         device = x.device
         dtype = resolve_dtype(device, self.dtype)
         size = x.shape[-2:]
@@ -221,7 +232,7 @@ class ScoreCAM(BaseCAM):
             up = F.interpolate(chunk[None], size=size, mode="bilinear", align_corners=True)[0]
             masked = (x * up[:, None]).contiguous(memory_format=torch.channels_last)
             with autocast(device, dtype):
-                out.append(self.model(masked)[:, target].float())
+                out.append(target_score(self.model(masked).float(), target, rival))
         scores = torch.cat(out) if out else x.new_zeros(0)
         if zero:
             return scores[:-1], scores[-1]

@@ -58,17 +58,22 @@ class ModelSplit:
         (e.g. Swin) permuted when the width is known, tokens (ViT) reshaped to their square grid."""
         channels = getattr(self, "channels", None)
         if t.ndim == 4 and channels and t.shape[1] != channels and t.shape[-1] == channels:
-            return t.permute(0, 3, 1, 2)
-        if t.ndim == 3:
+            t = t.permute(0, 3, 1, 2)
+        elif t.ndim == 3:
             prefix = int(getattr(self.model, "num_prefix_tokens", 0))
             tokens = t[:, prefix:]
             side = int(round(tokens.shape[1] ** 0.5))
             if side * side != tokens.shape[1]:
                 raise ValueError(f"cannot arrange {tokens.shape[1]} tokens on a square grid; "
                                  "pass layer= with a convolutional layer")
-            return tokens.reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2)
-        if t.ndim != 4:
-            raise ValueError(f"layer {self.layer!r} gives a {t.ndim}-d output; CAMs need a spatial map")
+            t = tokens.reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2)
+        elif t.ndim != 4:
+            raise ValueError(f"layer {self.layer!r} gives a {t.ndim}-d output, not a spatial map; "
+                             "pass layer= with a convolutional layer")
+        if min(t.shape[-2:]) < 2:
+            raise ValueError(f"layer {self.layer!r} gives a {t.shape[-2]}x{t.shape[-1]} map at this model's input "
+                             "size: too coarse to point anywhere; use a model trained at a larger --img-size "
+                             "or pass layer= an earlier stage")
         return t
 
 
