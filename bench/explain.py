@@ -3,6 +3,7 @@
     python -m bench.explain                          # real MRI images, random-init ResNet50
     python -m bench.explain --model-dir MODEL_DIR    # a trained timm model folder (say which!)
     python -m bench.explain --quick                  # one image, 128 px, smoke test
+    python -m bench.explain --faithfulness           # cost of the faithfulness figures of one map
 
 Every method runs in its own subprocess (peak RSS = ru_maxrss of that process after loading,
 "+MB" = above the RSS with the model and images loaded) on the same model,
@@ -16,6 +17,11 @@ and scaled) and one plain fp32 forward. Where the library's full Score-CAM would
 (sizes above --library-full-max), its own `get_cam_weights` runs on a fixed share of the
 channels and the time is extrapolated; the output says so, and r against the library is then
 only available at the smaller sizes. r is Pearson's over the maps resized to the input size.
+
+With --faithfulness only the cost of `hub.explain.faithfulness` is measured, per image and size:
+"curves" is both curves (deletion and insertion, `--steps`) of one map, "figures" everything an
+Explanation carries (the map's and both baselines' curves, keep-remove of all three), in fp32 and
+in the curves' default precision (bf16 on bf16-native CPUs), against one plain fp32 forward.
 
 How fast mode picks its k passes (measured before choosing; ResNet50 briefly trained on the
 MRI set, 9 held-out images at 128 px, every channel's exact score stored, 10 seeds each;
@@ -55,6 +61,7 @@ DEFAULT_DATA = os.environ.get("EXPLAIN_BENCH_DATA") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-mri-figshare" / "train")
 METHODS = ("library_scorecam", "exact", "fast", "random_k", "baseline", "gradcam", "library_gradcam", "floor",
            "forward")
+FAITHFULNESS = ("forward", "curves_fp32", "curves", "figures_fp32", "figures")
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -171,6 +178,22 @@ def _floor(model, x, passes: int, batch: int, dtype, cap: int):
     return (time.perf_counter() - start) * passes / run
 
 
+def _faithfulness(model, x, worker: str, steps: int) -> float:
+    """Seconds for both curves of one Grad-CAM map ("curves") or all the figures ("figures")."""
+    from hub.device import autocast_dtype
+    from hub.explain.cam import GradCAM
+    from hub.explain.explanation import to_pixels
+    from hub.explain.faithfulness import curves, measure
+
+    size = tuple(x.shape[-2:])
+    heat = to_pixels(GradCAM(model)(x).cam, size, size, False)
+    dtype = None if worker.endswith("_fp32") else autocast_dtype(x.device)
+    run = (lambda: curves(model, x, {"map": heat}, 0, steps=steps, dtype=dtype)) if worker.startswith("curves") \
+        else (lambda: measure(model, x, heat, 0, steps=steps, dtype=dtype))
+    run()  # warm-up: the first batched pass at a new batch size creates its kernels
+    return _timed(run)[0]
+
+
 def worker(a) -> dict:
     """Run one method at one size on every image; print a JSON line."""
     import torch
@@ -227,6 +250,8 @@ def worker(a) -> dict:
             batch = auto_batch_size(x, dtype, limit=a.passes)
             sec, cam = _floor(model, x, a.passes, batch, dtype, a.floor_cap), None
             extra["floor_batch"], extra["floor_timed"] = batch, min(a.passes, a.floor_cap)
+        elif a.worker.startswith(("curves", "figures")):
+            sec, cam = _faithfulness(model, x, a.worker, a.steps), None
         elif a.worker == "forward":
             with torch.inference_mode():
                 sec, _ = _timed(lambda: model(x).float().cpu())  # to the host: waits for a GPU
@@ -283,7 +308,7 @@ def run_worker(a, method: str, size: int, paths_file: str, share: float, passes:
     cmd = [sys.executable, "-m", "bench.explain", "--worker", method, "--size", str(size),
            "--paths", paths_file, "--library-share", str(share), "--passes", str(passes),
            "--k", str(a.k), "--dtype", a.dtype, "--fast-dtype", a.fast_dtype, "--classes", str(a.classes),
-           "--floor-cap", str(a.floor_cap), "--device", a.device]
+           "--floor-cap", str(a.floor_cap), "--device", a.device, "--steps", str(a.steps)]
     if a.model_dir:
         cmd += ["--model-dir", a.model_dir]
     if a.threads:
@@ -348,6 +373,17 @@ def report(size: int, res: dict, a) -> list[str]:
     return lines
 
 
+def faithfulness_report(size: int, res: dict, a) -> list[str]:
+    """Median seconds per image of each faithfulness worker, and as plain forwards."""
+    forward = statistics.median(res["forward"]["times"])
+    lines = [f"\n== faithfulness, {size} px, {len(res['forward']['times'])} images, steps {a.steps}, "
+             "median seconds per image ==", f"{'what':<14}{'s/img':>9}{'x forward':>11}"]
+    for m in FAITHFULNESS:
+        sec = statistics.median(res[m]["times"])
+        lines.append(f"{m:<14}{sec:>9.3f}{sec / forward:>11.1f}")
+    return lines
+
+
 def passes_of(res: dict) -> int:
     """Median masked passes of our exact Score-CAM: the floor runs as many plain forwards."""
     return int(statistics.median(res["exact"]["passes"]))
@@ -373,8 +409,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (GPU peak memory is then reported too)")
     p.add_argument("--quick", action="store_true", help="1 image at 128 px, library share 1/16")
+    p.add_argument("--faithfulness", action="store_true", help="only the cost of the faithfulness figures")
+    p.add_argument("--steps", type=int, default=10, help="steps of the deletion and insertion curves")
     p.add_argument("--classes", type=int, default=3, help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=METHODS + FAITHFULNESS[1:], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--paths", help=argparse.SUPPRESS)
     p.add_argument("--passes", type=int, default=0, help=argparse.SUPPRESS)
@@ -403,6 +441,11 @@ def main(argv: list[str] | None = None) -> None:
         json.dump(paths, f)
     start = time.perf_counter()
     try:
+        if a.faithfulness:
+            for size in a.sizes:
+                res = {m: run_worker(a, m, size, f.name, 1.0) for m in FAITHFULNESS}
+                print("\n".join(faithfulness_report(size, res, a)), flush=True)
+            return
         for size in a.sizes:
             share = 1.0 if size <= a.library_full_max else a.library_share
             res = {m: run_worker(a, m, size, f.name, share) for m in METHODS if m != "floor"}

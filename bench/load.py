@@ -87,8 +87,9 @@ def call(client, endpoint: str, image: str) -> Answer:
         top = client.predict(handle_file(image), api_name="/classify")
         return Answer(top["label"], {c["label"]: c["confidence"] for c in top["confidences"]}, None)
     (heat, _), _, _, details = client.predict(handle_file(image), "", 0.5, api_name=f"/{endpoint}")
+    figures = details["faithfulness"]
     return Answer(details["label"], {details["label"]: details["probability"],
-                                     "faithfulness": details["faithfulness"]},
+                                     "deletion": figures["deletion"], "insertion": figures["insertion"]},
                   np.asarray(Image.open(heat).convert("L"), np.int16))
 
 

@@ -116,6 +116,10 @@ def run_explain(args: argparse.Namespace) -> None:
               f"[{i['low']:.3f}, {i['high']:.3f}]  beats random {s['beats']['random']:.0%}, centre "
               f"{s['beats']['centre']:.0%}  keep-remove {s['keep_remove']['mean']:+.3f}  over {s['images']} images, "
               f"{s['seconds']:.2f} s/image ({s['mode']})")
+    agree = next((s["agreement"] for s in summary.values() if "agreement" in s), None)
+    if agree:
+        print(f"agreement of Grad-CAM and Score-CAM per image: rank correlation {agree['rank_correlation']:.2f}, "
+              f"top-20% overlap {agree['top_overlap']:.0%}")
     if args.sanity or args.faithfulness:
         reports = sanity_reports(clf, items, methods, k, args.target, args.faithfulness, args.sanity_images)
         (out / SANITY_NAME).write_text(json.dumps(reports, indent=2) + "\n")

@@ -44,9 +44,9 @@ def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
             row.update(deletion=_interval(f["deletion"]), insertion=_interval(f["insertion"]),
                        random=f"{f['beats']['random']:.0%}", centre=f"{f['beats']['centre']:.0%}")
         if "sanity" in f:
-            last = f["sanity"]["steps"][-1]
-            row.update(sanity=f"{'pass' if f['sanity']['passed'] else 'FAIL'} (rank corr. {last['rank_correlation']:.2f}, "
-                              f"SSIM {last['ssim']:.2f})", steps=f["sanity"]["steps"])
+            last, verdict = f["sanity"]["steps"][-1], "pass" if f["sanity"]["passed"] else "FAIL"
+            row.update(sanity=f"{verdict} (rank corr. {last['rank_correlation']:.2f}, SSIM {last['ssim']:.2f})",
+                       steps=f["sanity"]["steps"])
         rows.append(row)
     return rows
 
@@ -102,6 +102,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
     timm_id = (f"hf-hub:{repo_id}@{revision}" if repo_id and revision
                else f"hf-hub:{repo_id}" if repo_id else "local-dir:path/to/model-folder")
     history = train_config.get("run", {})
+    faith = metrics.get("faithfulness") or {}
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -124,8 +125,9 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         std=tuple(round(v, 4) for v in pcfg.get("std", ())),
         augmentation=", ".join(aug) or "none",
         results={"test" if k == "test" else "validation": v for k, v in results.items()},
-        faithfulness=faithfulness_rows(metrics.get("faithfulness")),
-        faithfulness_setup=next(iter((metrics.get("faithfulness") or {}).values()), {}),
+        faithfulness=faithfulness_rows(faith),
+        faithfulness_setup=next(iter(faith.values()), {}),
+        agreement=next((f["agreement"] for f in faith.values() if "agreement" in f), None),
         fmt=_fmt,
         timm_id=timm_id,
         load_id=load_id,

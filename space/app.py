@@ -104,7 +104,7 @@ def png(image, name: str = "overlay") -> str:
 def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: Callable[[], bool]) -> None:
     """One method's tab: class, opacity, run; heatmap vs overlay slider, PNG download, time."""
     with gr.Row():
-        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain", scale=2)
+        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain (or A vs B)", scale=2)
         opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity (redraws, no recompute)",
                             scale=2, elem_id=f"{method}-opacity")
         run = gr.Button(f"Run {handlers.METHOD_NAMES[method]}", variant="primary", scale=1)
@@ -137,31 +137,38 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: 
 
 
 def compare_tab(served: Served, image: ImagePath, targets: list, trim: Callable[[], bool]) -> None:
-    """Both methods side by side on the same image and class, each with its time and faithfulness."""
+    """Both methods side by side on the same image and class: maps, deletion/insertion curves and figures,
+    whether each beats the baselines, and how far the two maps agree."""
     with gr.Row():
-        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain", scale=2)
+        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain (or A vs B)", scale=2)
         opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=2)
         run = gr.Button("Compare", variant="primary", scale=1)
     with gr.Row():
         grad = gr.Image(label="Grad-CAM", format="png", type="pil", interactive=False, elem_id="compare-gradcam")
         score = gr.Image(label="Score-CAM", format="png", type="pil", interactive=False, elem_id="compare-scorecam")
+    with gr.Row():
+        grad_curves = gr.Image(label="Grad-CAM: deletion and insertion", format="png", type="pil",
+                               interactive=False, elem_id="compare-gradcam-curves")
+        score_curves = gr.Image(label="Score-CAM: deletion and insertion", format="png", type="pil",
+                                interactive=False, elem_id="compare-scorecam-curves")
     table = gr.Markdown(label="summary", elem_id="compare-table")
     with gr.Accordion("Details (JSON)", open=False):
         numbers = gr.JSON(label="details")
 
     def compute(image, target, opacity):
         r = handlers.compare(served, image, target, opacity)
-        return png(r.gradcam.overlay), png(r.scorecam.overlay), r.table, {"gradcam": r.gradcam.details,
-                                                                 "scorecam": r.scorecam.details}
+        return (png(r.gradcam.overlay), png(r.scorecam.overlay), png(r.gradcam.curves, "curves"),
+                png(r.scorecam.curves, "curves"), r.table,
+                {"gradcam": r.gradcam.details, "scorecam": r.scorecam.details, "agreement": r.agreement})
 
-    run.click(on_gpu(ui(compute, trim), GPU_SECONDS["slow"]), [image, target, opacity], [grad, score, table, numbers],
-              api_name="compare", concurrency_id=MODEL_CALLS)
+    run.click(on_gpu(ui(compute, trim), GPU_SECONDS["slow"]), [image, target, opacity],
+              [grad, score, grad_curves, score_curves, table, numbers], api_name="compare", concurrency_id=MODEL_CALLS)
 
 
 def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None, queue_size: int = QUEUE_SIZE,
                concurrency: int = CONCURRENCY) -> gr.Blocks:
     """The app for one served model (or its load error): header, shared upload, one tab per task."""
-    targets = [("Predicted class", handlers.PREDICTED)] + [(label, label) for label in served.labels]
+    targets = [("Predicted class", handlers.PREDICTED)] + [(t, t) for t in handlers.target_choices(served.labels)]
     trim = memory.Trimmer()  # one per app: trims are rate-limited across all its requests
     with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{DISCLAIMER}\n\n{card_links(served)}", elem_id="header")

@@ -1,5 +1,9 @@
 """The app's work as plain functions: classify, explain (Grad-CAM / Score-CAM), compare.
 
+Every explanation carries its faithfulness figures (deletion/insertion areas and curves, the two
+baselines, keep-remove; see `hub.explain.faithfulness`); Compare adds how far the two maps agree.
+A class "A vs B" explains A rather than B.
+
 No Gradio here: each function takes the `Served` model and an image path and returns plain data
 (dicts, PIL images, Markdown), so it is tested directly and the UI is only wiring. A request the
 app cannot serve raises `UserError`, whose message is shown to the user as it is.
@@ -7,7 +11,6 @@ app cannot serve raises `UserError`, whose message is shown to the user as it is
 from __future__ import annotations
 
 import html
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +21,10 @@ from PIL import Image
 
 from hub.errors import UserError
 from hub.explain.explanation import Explanation, jet
+from hub.explain.faithfulness import agreement
 from hub.images import ImageError, load_image
-from hub.model import resolve_target
+from hub.model import VERSUS, resolve_contrast
+from space.curves import curve_plot
 from space.serving import Served, autocast
 
 # Larger uploads are shrunk before explaining: the model sees ~224 px anyway, and a heatmap and
@@ -31,22 +36,24 @@ METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
 
 @dataclass(frozen=True)
 class ExplainResult:
-    """One explanation, rendered: colour heatmap, overlay, a Markdown summary and plain numbers."""
+    """One explanation, rendered: colour heatmap, overlay, curve plot, a Markdown summary and plain numbers."""
 
     explanation: Explanation
     heatmap: Image.Image
     overlay: Image.Image
     summary: str
     details: dict
+    curves: Image.Image
 
 
 @dataclass(frozen=True)
 class CompareResult:
-    """Grad-CAM and Score-CAM of one image and class, and a Markdown table of both."""
+    """Grad-CAM and Score-CAM of one image and class, how far they agree, and a Markdown table of both."""
 
     gradcam: ExplainResult
     scorecam: ExplainResult
     table: str
+    agreement: dict
 
 
 def md_escape(text: str) -> str:
@@ -77,14 +84,22 @@ def read_image(path: Optional[str], max_side: int = DISPLAY_MAX_SIDE) -> Image.I
 
 
 def target_label(target: Optional[str], labels: list[str]) -> Optional[str]:
-    """None for the predicted class ('' or None), else a label of the model (checked by `resolve_target`)."""
+    """None for the predicted class ('' or None), else a label or "A vs B" (checked by `resolve_contrast`)."""
     if target is None or target == PREDICTED:
         return None
     try:
-        resolve_target(str(target), labels)
-    except ValueError:
-        raise UserError(f"Unknown class {target!r}; the model's classes are: {', '.join(labels)}.") from None
-    return target
+        resolve_contrast(str(target), labels)
+    except ValueError as exc:
+        if "twice" in str(exc):
+            raise UserError(f"'A vs B' needs two different classes, got {target!r}.") from None
+        unknown = [t for t in str(target).split(VERSUS) if t not in labels] or [target]
+        raise UserError(f"Unknown class {unknown[0]!r}; the model's classes are: {', '.join(labels)}.") from None
+    return str(target)
+
+
+def target_choices(labels: list[str]) -> list[str]:
+    """Every class, then every "A vs B" pair (A rather than B), as the class dropdowns offer them."""
+    return [*labels, *[f"{a}{VERSUS}{b}" for a in labels for b in labels if a != b]]
 
 
 def check_opacity(opacity: float) -> float:
@@ -121,24 +136,51 @@ def mode_text(e: Explanation) -> str:
     return f"exact Score-CAM: {passes} (every non-constant {e.layer} channel)"
 
 
-def faithfulness_text(value: float) -> str:
-    """The keep-remove score, or 'n/a' when it was not computed."""
-    return "n/a" if value is None or math.isnan(value) else f"{value:+.3f}"
+def rounded(value, digits: int = 6):
+    """Floats in nested dicts and lists rounded for JSON answers."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def mark(ok: bool) -> str:
+    """A check mark or a cross."""
+    return "✓" if ok else "✗"
+
+
+def figures_text(e: Explanation) -> str:
+    """Deletion and insertion areas, the beats-baselines mark and keep-remove, in one Markdown line."""
+    f = e.faithfulness
+    if f is None:
+        return "faithfulness: not computed"
+    beats = f["beats"]
+    return (f"deletion **{f['deletion']:.3f}** (lower is better), insertion **{f['insertion']:.3f}** (higher is "
+            f"better); beats the baselines **{mark(f['beats_baselines'])}** (random {mark(beats['random'])}, "
+            f"centre {mark(beats['centre'])}); keep-remove {f['keep_remove']:+.3f}")
+
+
+def class_text(e: Explanation) -> str:
+    """The explained class, or "A rather than B"."""
+    text = f"class **{md_escape(e.label)}**"
+    return text if e.rival_label is None else f"{text} rather than **{md_escape(e.rival_label)}**"
 
 
 def details(e: Explanation) -> dict:
-    """The numbers of an explanation, JSON-ready (for API clients)."""
+    """The numbers of an explanation, JSON-ready (for API clients), faithfulness figures and curves included."""
     return {"method": e.method, "mode": e.mode, "masked_passes": e.passes, "layer": e.layer,
-            "target": e.target, "label": e.label, "probability": round(e.probability, 6),
-            "faithfulness": None if math.isnan(e.faithfulness) else round(e.faithfulness, 6),
-            "seconds": round(e.seconds, 4), "image_size": [e.image.width, e.image.height]}
+            "target": e.target, "label": e.label, "rival": e.rival_label, "probability": round(e.probability, 6),
+            "faithfulness": rounded(e.faithfulness), "seconds": round(e.seconds, 4),
+            "image_size": [e.image.width, e.image.height]}
 
 
 def summary(e: Explanation) -> str:
     """A short Markdown account of one explanation."""
-    return (f"**{METHOD_NAMES[e.method]}** for class **{md_escape(e.label)}** (p = {e.probability:.3f})  \n"
-            f"Computed by {mode_text(e)} in **{e.seconds:.2f} s**; "
-            f"faithfulness (keep-remove, -1 to 1, higher is better): **{faithfulness_text(e.faithfulness)}**")
+    return (f"**{METHOD_NAMES[e.method]}** for {class_text(e)} (p = {e.probability:.3f})  \n"
+            f"Computed by {mode_text(e)} in **{e.seconds:.2f} s**  \n{figures_text(e)}")
 
 
 def render(e: Explanation, opacity: float) -> tuple[Image.Image, Image.Image]:
@@ -155,20 +197,31 @@ def explain(served: Served, path: Optional[str], method: str, target: Optional[s
     opacity = check_opacity(opacity)
     img = read_image(path)
     label = target_label(target, clf.labels)
-    e = clf.explain(img, method=method, target=label, max_channels=served.max_channels)
+    try:
+        e = clf.explain(img, method=method, target=label, max_channels=served.max_channels)
+    except ValueError as exc:  # e.g. a model whose input is too small for its last feature stage
+        raise UserError(str(exc)) from None
     heat, over = render(e, opacity)
-    return ExplainResult(e, heat, over, summary(e), details(e))
+    return ExplainResult(e, heat, over, summary(e), details(e), curve_plot(e.faithfulness))
 
 
 def compare(served: Served, path: Optional[str], target: Optional[str] = PREDICTED,
             opacity: float = 0.5) -> CompareResult:
-    """Both methods on the same image and class, each with its time and faithfulness score."""
+    """Both methods on the same image and class, each with its time and faithfulness figures, and their agreement."""
     grad = explain(served, path, "gradcam", target, opacity)
     # Pin Score-CAM to the class Grad-CAM explained, so "predicted" cannot mean two classes.
-    score = explain(served, path, "scorecam", grad.explanation.label, opacity)
-    rows = [f"| {METHOD_NAMES[r.explanation.method]} | {md_escape(mode_text(r.explanation))} | "
-            f"{r.explanation.seconds:.2f} s | {faithfulness_text(r.explanation.faithfulness)} |"
-            for r in (grad, score)]
-    table = (f"Class **{md_escape(grad.explanation.label)}** (p = {grad.explanation.probability:.3f})\n\n"
-             "| Method | How | Time | Faithfulness |\n|---|---|---|---|\n" + "\n".join(rows))
-    return CompareResult(grad, score, table)
+    score = explain(served, path, "scorecam", target_label(target, require(served).labels) or grad.explanation.label,
+                    opacity)
+    agree = rounded(agreement(grad.explanation.heatmap, score.explanation.heatmap))
+    rows = []
+    for r in (grad, score):
+        e, f = r.explanation, r.explanation.faithfulness
+        rows.append(f"| {METHOD_NAMES[e.method]} | {md_escape(mode_text(e))} | {e.seconds:.2f} s | "
+                    f"{f['deletion']:.3f} | {f['insertion']:.3f} | {mark(f['beats_baselines'])} | "
+                    f"{f['keep_remove']:+.3f} |")
+    table = (f"Explained: {class_text(grad.explanation)} (p = {grad.explanation.probability:.3f})\n\n"
+             "| Method | How | Time | Deletion ↓ | Insertion ↑ | Beats baselines | Keep-remove |\n"
+             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+             f"\n\nAgreement of the two maps: rank correlation **{agree['rank_correlation']:.2f}**, "
+             f"overlap of their top 20% **{agree['top_overlap']:.0%}**.")
+    return CompareResult(grad, score, table, agree)

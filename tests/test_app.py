@@ -122,7 +122,11 @@ def test_explain_both_methods_say_how_they_ran(served, sample_paths):
     assert score.explanation.label == "checker" and score.details["label"] == "checker"
     assert score.details["mode"] == "fast" and score.details["masked_passes"] == SCORECAM_K
     assert f"fast Score-CAM: {SCORECAM_K} masked passes" in score.summary
-    assert -1.0 <= score.details["faithfulness"] <= 1.0
+    f = score.details["faithfulness"]
+    assert 0.0 <= f["deletion"] <= 1.0 and 0.0 <= f["insertion"] <= 1.0 and isinstance(f["beats_baselines"], bool)
+    assert set(f["baselines"]) == {"random", "centre"} and len(f["curves"]["deletion"]) == 11
+    assert "deletion **" in score.summary and "beats the baselines" in score.summary
+    json.dumps(score.details)                                    # the API answer is plain JSON
     heat, over = handlers.render(score.explanation, 0.0)  # opacity 0: the overlay is the image itself
     assert np.array_equal(np.asarray(over), np.asarray(score.explanation.image))
     assert served.max_channels == SCORECAM_K
@@ -133,7 +137,27 @@ def test_compare_explains_one_class_with_both_methods(served, sample_paths):
     result = handlers.compare(served, str(sample_paths[2]), opacity=0.4)
     assert result.gradcam.explanation.target == result.scorecam.explanation.target
     assert result.gradcam.details["method"] == "gradcam" and result.scorecam.details["method"] == "scorecam"
-    assert "| Grad-CAM |" in result.table and "| Score-CAM |" in result.table and "Faithfulness" in result.table
+    assert "| Grad-CAM |" in result.table and "| Score-CAM |" in result.table and "Deletion ↓" in result.table
+    assert set(result.agreement) == {"rank_correlation", "top_overlap"} and 0 <= result.agreement["top_overlap"] <= 1
+    assert f"rank correlation **{result.agreement['rank_correlation']:.2f}**" in result.table
+    # Baselines do not depend on the method: both maps are measured against the same ones.
+    g, sc = result.gradcam.details["faithfulness"], result.scorecam.details["faithfulness"]
+    assert g["baselines"] == sc["baselines"]
+    for r in (result.gradcam, result.scorecam):
+        assert r.curves.size == (320, 200) and len(set(r.curves.getdata())) > 3      # a drawn plot, not blank
+
+
+def test_a_rather_than_b_in_the_dropdown_and_the_handlers(served, sample_paths):
+    assert handlers.target_choices(LABELS)[:4] == ["ring", "cross", "checker", "ring vs cross"]
+    assert len(handlers.target_choices(LABELS)) == 3 + 6
+    result = handlers.compare(served, str(sample_paths[0]), "checker vs ring")
+    for r in (result.gradcam, result.scorecam):
+        assert (r.details["label"], r.details["rival"]) == ("checker", "ring")
+    assert "class **checker** rather than **ring**" in result.table
+    with pytest.raises(handlers.UserError, match="needs two different classes"):
+        handlers.explain(served, str(sample_paths[0]), "gradcam", "ring vs ring")
+    with pytest.raises(handlers.UserError, match="Unknown class 'tumour'"):
+        handlers.explain(served, str(sample_paths[0]), "gradcam", "ring vs tumour")
 
 
 def test_user_mistakes_are_plain_errors(served, sample_paths):
@@ -184,8 +208,9 @@ def test_labels_are_escaped_in_markdown_and_html(tmp_path):
 
 
 def test_memory_flat_and_hooks_released_over_hundreds_of_requests(tmp_path, sample_paths):
-    # resnet18 at 32 px: the same code paths as ResNet50 (timm feature split) at a fraction of the cost
-    folder = random_model_folder(tmp_path / "m32", size=32, arch="resnet18")
+    # resnet18 at 64 px (its layer4 is 2x2; at 32 px a 1x1 map is refused): the same code paths as ResNet50
+    # (timm feature split) at a fraction of the cost
+    folder = random_model_folder(tmp_path / "m64", size=64, arch="resnet18")
     served = serving.load(str(folder), max_channels=2)
     path = str(sample_paths[0])
 
@@ -223,9 +248,12 @@ def test_named_endpoints_answer_like_the_handlers(running_app, served, sample_pa
         assert details["label"] == "cross" and details["method"] == method and details["seconds"] > 0
         assert Image.open(png).format == "PNG" and Image.open(png).size == Image.open(over).size == (96, 96)
         assert Image.open(heat).size == (96, 96) and handlers.METHOD_NAMES[method] in summary
-    grad_png, score_png, table, both = client.predict(image, "", 0.5, api_name="/compare")
-    assert both["gradcam"]["target"] == both["scorecam"]["target"] and "Faithfulness" in table
+    grad_png, score_png, grad_curves, _, table, both = client.predict(image, "ring vs cross", 0.5, api_name="/compare")
+    assert both["gradcam"]["target"] == both["scorecam"]["target"] and "Deletion" in table
     assert both["scorecam"]["mode"] == "fast" and Image.open(score_png).size == (96, 96)
+    assert both["gradcam"]["rival"] == "cross" and set(both["agreement"]) == {"rank_correlation", "top_overlap"}
+    assert Image.open(grad_curves).size == (320, 200)
+    assert 0.0 <= both["gradcam"]["faithfulness"]["insertion"] <= 1.0
 
 
 def test_bad_uploads_through_the_api(running_app, bad_files, odd_files):

@@ -9,7 +9,9 @@ or lost. Surfaces:
 - train: `python -m train` (its `main`), with --out pointing at an earlier model folder
 - model: `hub.from_pretrained` on a local folder, and the app started on it (`serving.load`)
 - repo: `hub.from_pretrained` / `hub.publish.push` against the test Hub
-- app: the app's request handlers (what /classify, /gradcam, /scorecam call)
+- app: the app's request handlers (what /classify, /gradcam, /scorecam, /compare call)
+- explain: `hub.explain.explain` / `Classifier.explain` from Python
+- explain-cli: `python -m hub explain` (its `main`), which must not create --out or touch the model folder
 """
 from __future__ import annotations
 
@@ -157,6 +159,43 @@ def handler(name: str, *args, served="ok") -> Callable:
     return make
 
 
+def explain_call(model_size: int = 64, **options) -> Callable:
+    """A call of hub.explain.explain on a random resnet18 (`model_size` px input) with `options`."""
+    def make(ctx):
+        from app_fixtures import random_model_folder
+
+        from hub import from_pretrained
+
+        clf = from_pretrained(random_model_folder(ctx.tmp / "m", size=model_size, arch="resnet18"))
+        return lambda: clf.explain(_gradient(), **options)
+    return make
+
+
+def flat_model_call(**options) -> Callable:
+    """A call of hub.explain.explain on a model without any spatial feature map (Flatten + Linear)."""
+    def make(ctx):
+        import torch
+
+        from hub.explain import explain
+
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
+        model(torch.zeros(1, 3, 32, 32))
+        return lambda: explain(model, _gradient(), transform=lambda img: torch.zeros(3, 32, 32), labels=["a", "b", "c"],
+                               **options)
+    return make
+
+
+def explain_cli(*extra, model_size: Optional[int] = None) -> Callable:
+    """argv for `python -m hub explain` on the table's model (or a random resnet18 at `model_size` px)."""
+    def make(ctx):
+        from app_fixtures import random_model_folder
+
+        model = ctx.model if model_size is None else random_model_folder(ctx.tmp / "m", size=model_size,
+                                                                         arch="resnet18")
+        return ["explain", str(model), sample(ctx), "--out", str(ctx.tmp / "out"), *extra]
+    return make
+
+
 def sample(ctx) -> str:
     path = ctx.tmp / "ok.png"
     _gradient((48, 48)).save(path)
@@ -239,6 +278,26 @@ ROWS = {
                                 "Opacity must be a number"),
     "model failed to load": Row("app", handler("classify", sample, served="the Hub cannot be reached"),
                                 "The model is not available: the Hub cannot be reached"),
+    "A vs A in the app": Row("app", handler("compare", sample, "ring vs ring"), "'A vs B' needs two different classes"),
+    "A vs unknown in the app": Row("app", handler("explain", sample, "gradcam", "ring vs tumour"),
+                                   "Unknown class 'tumour'"),
+    # explanations from Python and from the command line
+    "contrast names one class twice": Row("explain", explain_call(target=("ring", "ring")),
+                                          "needs two different classes, got 'ring' twice"),
+    "contrast names an unknown class": Row("explain", explain_call(target=("ring", "tumour")),
+                                           "unknown target label 'tumour'"),
+    "steps 1": Row("explain", explain_call(steps=1), "steps must be a whole number of at least 2"),
+    "input too small for the layer": Row("explain", explain_call(32, method="gradcam"),
+                                         "gives a 1x1 map at this model's input size"),
+    "no spatial feature map": Row("explain", flat_model_call(method="gradcam"), "has no feature_info"),
+    "layer without a spatial map": Row("explain", flat_model_call(method="gradcam", layer="1"), "not a spatial map"),
+    "cli: contrast A vs A": Row("explain-cli", explain_cli("--target", "ring vs ring"), "got 'ring' twice"),
+    "cli: contrast with an unknown class": Row("explain-cli", explain_cli("--target", "ring vs tumour"),
+                                               "unknown target label 'tumour'"),
+    "cli: --steps 1": Row("explain-cli", explain_cli("--steps", "1"), "--steps must be a whole number of at least 2"),
+    "cli: --steps 0 with --sanity": Row("explain-cli", explain_cli("--steps", "0", "--sanity"), "--steps must be"),
+    "cli: input too small for the layer": Row("explain-cli", explain_cli(model_size=32),
+                                              "gives a 1x1 map at this model's input size"),
 }
 
 
@@ -347,8 +406,22 @@ def run_call(row, ctx, call, capsys):
     expect(call, (PublishError, handlers.UserError), row.message)
 
 
+def run_explain(row, ctx, call, capsys):
+    expect(call, ValueError, row.message)
+
+
+def run_explain_cli(row, ctx, argv, capsys):
+    from hub.__main__ import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and row.message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (ctx.tmp / "out").exists()  # nothing partial written
+
+
 RUNNERS = {"image": run_image, "train": run_train, "model": run_model, "repo": run_repo, "push": run_call,
-           "app": run_call}
+           "app": run_call, "explain": run_explain, "explain-cli": run_explain_cli}
 
 
 def test_the_table_is_broad():

@@ -85,7 +85,9 @@ def test_heatmap_has_input_size_and_range(model, method, size):
     assert e.heatmap.min() >= 0.0 and e.heatmap.max() <= 1.0 and e.heatmap.max() == pytest.approx(1.0)
     assert e.overlay(0.3).size == size and e.overlay().mode == "RGB"
     assert e.label == LABELS[e.target] and 0.0 <= e.probability <= 1.0
-    assert -1.0 <= e.faithfulness <= 1.0 and e.seconds > 0.0 and e.layer == "layer4"
+    f = e.faithfulness
+    assert 0.0 <= f["deletion"] <= 1.0 and 0.0 <= f["insertion"] <= 1.0 and -1.0 <= f["keep_remove"] <= 1.0
+    assert e.seconds > 0.0 and e.layer == "layer4"
     assert (e.mode, e.passes) == (("fast", 8) if method == "scorecam" else ("gradient", 0))
     with pytest.warns(DeprecationWarning, match="use Explanation.passes"):  # the old name, for one release
         assert e.channels == e.passes
@@ -106,7 +108,8 @@ def test_constant_image_gives_no_nan(model, max_channels):
     for method in ("gradcam", "scorecam"):
         e = explain(model, Image.new("RGB", (64, 48), (128, 128, 128)), method=method, max_channels=max_channels)
         assert np.isfinite(e.heatmap).all() and e.heatmap.min() >= 0.0 and e.heatmap.max() <= 1.0
-        assert np.isfinite(e.probability) and np.isfinite(e.faithfulness)
+        assert np.isfinite(e.probability)
+        assert np.isfinite([e.faithfulness[k] for k in ("deletion", "insertion", "keep_remove")]).all()
 
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
@@ -238,9 +241,13 @@ def test_faithfulness_score_and_folder_mean(model, tmp_path):
     score = keep_remove_score(model, x, torch.rand(96, 96), 0)
     assert -1.0 <= score <= 1.0
     make_dataset(tmp_path, classes=3, per_class=2, size=48, seed=0)
-    result = mean_faithfulness(model, tmp_path, max_images=4, max_channels=8)
+    result = mean_faithfulness(model, tmp_path, max_images=4, max_channels=8, steps=4)
     assert set(result) == {"gradcam", "scorecam"}
-    assert all(r["images"] == 4 and -1.0 <= r["mean"] <= 1.0 for r in result.values())
+    for r in result.values():
+        assert r["images"] == 4 and r["steps"] == 4 and -1.0 <= r["keep_remove"]["mean"] <= 1.0
+        for curve in ("deletion", "insertion"):
+            assert 0.0 <= r[curve]["low"] <= r[curve]["mean"] <= r[curve]["high"] <= 1.0
+        assert set(r["beats"]) == {"random", "centre", "both"} and set(r["baselines"]) == {"random", "centre"}
 
 
 @pytest.fixture(scope="module")

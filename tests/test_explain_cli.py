@@ -41,9 +41,10 @@ def test_batch_with_faithfulness_updates_metrics_and_card(model_copy, images, tm
     before = json.loads((model_copy / "metrics.json").read_text())
     out = tmp_path / "out"
     assert main(["explain", str(model_copy), str(images), "--out", str(out), "--faithfulness",
-                 "--max-channels", "8"]) == 0
+                 "--max-channels", "8", "--sanity-images", "2", "--steps", "5"]) == 0
     printed = capsys.readouterr()
     assert "explained 6 of 7 images" in printed.out and "broken.png" in printed.err
+    assert "gradcam   sanity check passed over 2 images" in printed.out
 
     rows = read_rows(out)
     assert len(rows) == 14 and {r["method"] for r in rows} == {"gradcam", "scorecam"}
@@ -52,22 +53,33 @@ def test_batch_with_faithfulness_updates_metrics_and_card(model_copy, images, tm
     good = [r for r in rows if not r["error"]]
     for r in good:
         assert r["target"] == r["true_label"]                  # --faithfulness explains the true class
-        assert {r["predicted"], r["target"]} <= set(LABELS) and -1 <= float(r["faithfulness"]) <= 1
+        assert {r["predicted"], r["target"]} <= set(LABELS) and -1 <= float(r["keep_remove"]) <= 1
+        assert 0 <= float(r["deletion"]) <= 1 and 0 <= float(r["insertion"]) <= 1 and r["beats_random"] in "01"
         overlay = Image.open(out / r["overlay"])
         assert overlay.size == Image.open(r["image"]).size
     assert {r["mode"] for r in good if r["method"] == "scorecam"} == {"fast"}
     assert {int(r["masked_passes"]) for r in good if r["method"] == "scorecam"} <= set(range(1, 9))
-    # The model classifies these well, so each true-class map must point at evidence (score > 0).
+    # The model classifies these well, so each true-class map points at the evidence.
     assert sum(r["predicted"] == r["true_label"] for r in good) >= 10
+    assert all(float(r["insertion"]) > float(r["deletion"]) for r in good if r["method"] == "gradcam")
 
     summary = json.loads((out / SUMMARY_NAME).read_text())
     metrics = json.loads((model_copy / "metrics.json").read_text())
     assert metrics["faithfulness"] == summary and set(summary) == {"gradcam", "scorecam"}
-    assert all(s["images"] == 6 and s["mean"] > 0.0 for s in summary.values()), summary
+    for s in summary.values():
+        assert s["images"] == 6 and s["steps"] == 5 and s["keep_remove"]["mean"] > 0.0, summary
+        assert s["insertion"]["low"] > s["deletion"]["high"] and s["beats"]["both"] >= 0.5, summary
+        assert s["sanity"]["images"] == 2 and len(s["sanity"]["steps"]) == 3
+    assert summary["gradcam"]["sanity"]["passed"]
+    assert json.loads((out / "sanity.json").read_text())["gradcam"]["passed"]
     assert {k: v for k, v in metrics.items() if k != "faithfulness"} == before   # nothing else changed
     card = (model_copy / "README.md").read_text()
     assert "Explanation faithfulness" in card and "| Grad-CAM |" in card and "| Score-CAM | fast (k=" in card
-    assert f"{summary['gradcam']['mean']:.4f}" in card
+    d = summary["gradcam"]["deletion"]
+    assert f"{d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]" in card and "+ layer4" in card
+    assert "](plots/explanations.png)" in card
+    figure = Image.open(model_copy / "plots" / "explanations.png")
+    assert figure.width == 3 * 160 and figure.height > 3 * 160           # image + 2 methods, one row per class
 
 
 def test_predicted_class_batch_and_target(model_copy, images, tmp_path):
@@ -79,6 +91,11 @@ def test_predicted_class_batch_and_target(model_copy, images, tmp_path):
     assert len(rows) == 2                                        # the same file given twice runs once
     assert {r["target"] for r in rows} == {"checker"} and {r["method"] for r in rows} == {"gradcam"}
     assert not (out / SUMMARY_NAME).exists()
+    assert main(["explain", str(model_copy), str(single), "--out", str(out), "--method", "gradcam",
+                 "--target", "cross vs ring", "--sanity", "--steps", "3"]) == 0
+    (row,) = read_rows(out)
+    assert (row["target"], row["rival"]) == ("cross", "ring") and json.loads((out / "sanity.json").read_text())
+    assert not (out / SUMMARY_NAME).exists()
     assert "faithfulness" not in json.loads((model_copy / "metrics.json").read_text())
 
 
@@ -87,6 +104,10 @@ def test_predicted_class_batch_and_target(model_copy, images, tmp_path):
     (["{images}", "--max-channels", "0"], "--max-channels must be at least 1"),
     (["{images}", "--max-channels", "many"], "--max-channels must be auto, exact or a positive integer"),
     (["{images}", "--target", "tumour"], "unknown target label 'tumour'"),
+    (["{images}", "--target", "ring vs ring"], "needs two different classes, got 'ring' twice"),
+    (["{images}", "--target", "ring vs tumour"], "unknown target label 'tumour'"),
+    (["{images}", "--steps", "1"], "--steps must be a whole number of at least 2"),
+    (["{images}", "--sanity-images", "0"], "--sanity-images must be at least 1"),
     (["{images}", "--faithfulness", "--target", "ring"], "leave out --target"),
     (["{images}", "--opacity", "2"], "--opacity must be between 0 and 1"),
     (["{loose}", "--faithfulness"], "not in a folder named after one of the model's labels"),
@@ -99,9 +120,12 @@ def test_bad_arguments_give_one_line(model_copy, images, tmp_path, capsys, args,
     (tmp_path / "empty").mkdir()
     fill = {"images": images, "loose": loose / "scan.png", "empty": tmp_path / "empty"}
     argv = ["explain", str(model_copy), *[a.format(**fill) for a in args], "--out", str(tmp_path / "out")]
+    before = {p: p.read_bytes() for p in model_copy.rglob("*") if p.is_file()}
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()                       # nothing partial written
+    assert {p: p.read_bytes() for p in model_copy.rglob("*") if p.is_file()} == before
 
 
 def test_unknown_model_is_a_plain_error(images, tmp_path, capsys):
@@ -127,3 +151,12 @@ def test_write_atomic_replaces_whole_and_leaves_no_temp(tmp_path):
     with pytest.raises(TypeError):
         write_atomic(target, 3)  # neither text nor bytes: the old file stays, no temp is left
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_card_rows_read_old_keep_remove_only_summaries():
+    from hub.card import faithfulness_rows
+
+    (old,) = faithfulness_rows({"gradcam": {"mean": 0.23, "std": 0.1, "images": 6, "mode": "gradient",
+                                            "masked_passes": 0, "seconds": 0.1}})
+    assert (old["name"], old["keep_remove"], old["deletion"], old["sanity"]) == ("Grad-CAM", "+0.230", "n/a", "not run")
+    assert faithfulness_rows(None) == []

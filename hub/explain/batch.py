@@ -27,7 +27,7 @@ from torch import nn
 
 from hub.explain.cam import MaxChannels
 from hub.explain.explanation import Explanation, Target, explain
-from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS
+from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS, agreement
 from hub.explain.sanity import sanity_check
 from hub.explain.stats import bootstrap_interval
 from hub.files import write_atomic
@@ -39,8 +39,9 @@ if TYPE_CHECKING:  # a Classifier (hub.classifier, a layer above) is passed in, 
 
 FIGURES = ("deletion", "insertion", "keep_remove", *[f"{b}_{k}" for b in BASELINES for k in ("deletion", "insertion")],
            *[f"beats_{b}" for b in BASELINES])
+AGREEMENT = ("agreement_rank_correlation", "agreement_top_overlap")  # Grad-CAM vs Score-CAM, on both rows
 COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method", "mode", "masked_passes",
-           "target", "rival", "target_probability", *FIGURES, "seconds", "overlay", "error")
+           "target", "rival", "target_probability", *FIGURES, *AGREEMENT, "seconds", "overlay", "error")
 CSV_NAME = "explanations.csv"
 SUMMARY_NAME = "faithfulness.json"
 SANITY_NAME = "sanity.json"
@@ -143,6 +144,7 @@ def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str
                 img = load_image(item.path)
             except ImageError as exc:
                 img, error = None, str(exc)
+            done, maps = [], {}
             for method in methods:
                 row = dict.fromkeys(COLUMNS, "")
                 row.update(image=str(item.path), true_label=truth, method=method)
@@ -158,10 +160,16 @@ def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str
                                mode=e.mode, masked_passes=e.passes, target=e.label, rival=e.rival_label or "",
                                target_probability=f"{e.probability:.6f}", **figure_columns(e),
                                seconds=f"{e.seconds:.4f}", overlay=f"overlays/{name}")
-                writer.writerow(row)
-                fh.flush()  # an interrupted batch keeps the rows it finished
-                rows.append(row)
+                    maps[method] = e.heatmap
+                done.append(row)
                 bar.update()
+            if len(maps) == 2:
+                agree = agreement(*maps.values())
+                for row in done:
+                    row.update({f"agreement_{k}": f"{v:.6f}" for k, v in agree.items()})
+            writer.writerows(done)
+            fh.flush()  # an interrupted batch keeps the images it finished
+            rows += done
     bar.close()
     return rows
 
@@ -179,7 +187,7 @@ def summarise(rows: Sequence[dict], steps: Optional[int] = None, imputation: Opt
         done = [r for r in rows if r["method"] == method and not r["error"] and r["deletion"] != ""]
         if not done:
             continue
-        col = lambda key, done=done: [float(r[key]) for r in done]  # noqa: E731
+        col = lambda key, rows=done: [float(r[key]) for r in rows]  # noqa: E731
         beats = {b: [r[f"beats_{b}"] == "1" for r in done] for b in BASELINES}
         out[method] = {
             "deletion": interval(col("deletion")), "insertion": interval(col("insertion")),
@@ -192,6 +200,10 @@ def summarise(rows: Sequence[dict], steps: Optional[int] = None, imputation: Opt
             "images": len(done), "mode": done[0]["mode"], "masked_passes": max(int(r["masked_passes"]) for r in done),
             "seconds": round(float(np.mean(col("seconds"))), 4), "steps": steps, "imputation": imputation,
             "target": "true class"}
+        paired = [r for r in done if r.get(AGREEMENT[0])]
+        if paired:
+            out[method]["agreement"] = {k.removeprefix("agreement_"): round(float(np.mean(col(k, paired))), 4)
+                                        for k in AGREEMENT}
     return out
 
 
