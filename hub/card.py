@@ -31,8 +31,7 @@ def _interval(f: dict) -> str:
 
 
 def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
-    """The card's faithfulness table, one row of display strings per method (an older keep-remove-only
-    summary keeps its score and shows n/a for the rest)."""
+    """The card's faithfulness table: display strings per method (an older keep-remove-only summary: n/a elsewhere)."""
     rows = []
     for method, f in (summary or {}).items():
         mode = f["mode"] + (f" (k={f.get('masked_passes')})" if f["mode"] == "fast" else "")

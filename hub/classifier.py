@@ -55,9 +55,9 @@ class Classifier:
         ranked = sorted(zip(self.labels, probs), key=lambda kv: kv[1], reverse=True)
         return dict(ranked[:top_k] if top_k else ranked)
 
-    def explain(self, image: ImageInput, method: str = "scorecam", target: int | str | None = None,
+    def explain(self, image: ImageInput, method: str = "scorecam", target: int | str | tuple | None = None,
                 max_channels: MaxChannels = "exact", **options) -> Explanation:
-        """Heatmap explanation of one prediction (see `hub.explain.explanation`); max_channels: k, 'exact' or 'auto'."""
+        """Heatmap and faithfulness figures of one prediction (hub.explain.explanation); target=(A, B): A, not B."""
         from hub.explain.explanation import explain
 
         return explain(self.model, load_image(image), method=method, target=target, max_channels=max_channels,

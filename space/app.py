@@ -137,8 +137,7 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: 
 
 
 def compare_tab(served: Served, image: ImagePath, targets: list, trim: Callable[[], bool]) -> None:
-    """Both methods side by side on the same image and class: maps, deletion/insertion curves and figures,
-    whether each beats the baselines, and how far the two maps agree."""
+    """Both methods on one image and class: maps, deletion/insertion curves and figures, baselines, agreement."""
     with gr.Row():
         target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain (or A vs B)", scale=2)
         opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=2)

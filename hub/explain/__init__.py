@@ -4,8 +4,10 @@
     e = explain(model, "scan.png", method="gradcam")     # or clf.explain("scan.png", ...)
 
 Modules, each depending only on those listed before it: `split` (the model around its target
-layer), `cam` (Grad-CAM, Score-CAM), `faithfulness` (scores of a heatmap), `explanation` (one image,
-end to end), `batch` (many images, the `python -m hub explain` work).
+layer), `imputation` (filling removed pixels), `stats` (rank correlation, SSIM, bootstrap), `cam`
+(Grad-CAM, Score-CAM), `faithfulness` (deletion/insertion, baselines, keep-remove, agreement of a
+heatmap), `explanation` (one image, end to end), `sanity` (cascading randomisation), `batch` (many
+images, the `python -m hub explain` work).
 """
 from hub.explain.explanation import METHODS, Explanation, explain
 
