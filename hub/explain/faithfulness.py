@@ -33,12 +33,14 @@ from hub.explain.stats import rank_correlation
 
 KEEP_FRACTION = 0.2
 STEPS = 10
-# Which fill leaks least, measured two ways (python -m bench.faithfulness --leak; tests/test_faithfulness.py):
-# - removed evidence that survives: ResNet50 trained on the synthetic set (128 px), 30 held-out images, the
-#   pattern's pixels removed: p(true class) 0.994 -> constant 0.332, blur 0.442, linear 0.330 (chance 0.333):
-#   the blur keeps the pattern's tint.
-# - the hole's shape alone: a model reading the fine detail of one region, a flat image, 20% of its pixels
-#   removed in a scattered pattern: p(class) 0.002 -> constant 0.041, blur 0.002, linear 0.002.
+# Which fill leaks least, measured two ways:
+# - removed evidence that survives (python -m bench.faithfulness leak): ResNet50 trained on the synthetic set
+#   (128 px), 30 held-out images, the pattern's own pixels removed: p(true class) 0.99 -> constant 0.333,
+#   blur 0.439, linear 0.335 (chance 0.333): the blur keeps the pattern's tint. (A hole shaped like another
+#   class's pattern raised that class by <= 0.002 with any fill: this model reads tint, not shape.)
+# - the hole's shape alone (tests/test_faithfulness.py): a model reading the fine detail of one region, a flat
+#   image, 20% of its pixels removed in a scattered pattern: p(class) 0.0003 -> constant 0.08, blur and
+#   linear 0.0003: the constant fill draws the holes' edges.
 # Only the linear fill leaks in neither.
 IMPUTATION = "linear"
 BASELINES = ("random", "centre")
