@@ -43,7 +43,7 @@ class ExplainResult:
     overlay: Image.Image
     summary: str
     details: dict
-    curves: Image.Image
+    curves: Optional[Image.Image]  # None when the figures were not computed
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def explain(served: Served, path: Optional[str], method: str, target: Optional[s
     except ValueError as exc:  # e.g. a model whose input is too small for its last feature stage
         raise UserError(str(exc)) from None
     heat, over = render(e, opacity)
-    return ExplainResult(e, heat, over, summary(e), details(e), curve_plot(e.faithfulness))
+    return ExplainResult(e, heat, over, summary(e), details(e), curve_plot(e.faithfulness) if e.faithfulness else None)
 
 
 def compare(served: Served, path: Optional[str], target: Optional[str] = PREDICTED,
