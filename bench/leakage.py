@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         splits[f"random s{seed}"] = (list(rtrain.paths), list(rval.paths))
     otrain, oval = ordered_split(files, classes, a.val_split)
     splits["ordered"] = ([f for c in classes for f in otrain[c]], [f for c in classes for f in oval[c]])
-    values, first, count = np.unique(np.array(list(hashes.values())), return_index=True, return_counts=True)
-    same = [every[i] for i in first[count > 1]]
-    print(f"{len(same)} hash(es) shared by two or more images of the set (distance 0)"
-          + (f", e.g. {same[0].relative_to(a.data).as_posix()}" if same else ""))
+    values, count = np.unique(np.array(list(hashes.values())), return_counts=True)
+    shared = [[f.relative_to(a.data).as_posix() for f in every if hashes[f] == v] for v in values[count > 1]]
+    print(f"{len(shared)} hash(es) shared by two or more images of the set (distance 0)"
+          + (f", e.g. {' = '.join(shared[0])}" if shared else ""))
     print(f"\nvalidation = {a.val_split:.0%} of each class; near-copy = pHash distance <= {a.max_distance}; "
           f"warning above {WARN_SHARE:.0%}")
     print(f"{'split':10} {'val':>5} {'near-copies':>11} {'share':>6}   nearest-train distance histogram 0..20")
