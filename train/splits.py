@@ -57,7 +57,8 @@ def group_split(files: Mapping[str, Sequence[Path]], classes: Sequence[str], gro
     """Whole groups to val until each class's val share is as close to `fraction` as groups allow; seeded."""
     missing = [p for c in classes for p in files[c] if p not in groups]
     if missing:
-        raise DataError(f"{len(missing)} image(s) have no group (e.g. {missing[0]}); every image needs one")
+        raise DataError(f"{len(missing)} image(s) have no group (e.g. {missing[0]}); every image needs one "
+                        "(--group-pattern or --group-csv)")
     names = sorted({groups[p] for c in classes for p in files[c]}, key=natural_key)
     row = {g: i for i, g in enumerate(names)}
     counts = np.zeros((len(names), len(classes)), dtype=np.int64)  # images of each group in each class
@@ -109,8 +110,8 @@ def groups_from_pattern(paths: Iterable[Path], root: Path, regex: str) -> dict[P
     groups: dict[Path, str] = {}
     for p in paths:
         m = pattern.search(Path(p).relative_to(root).as_posix())
-        name = m and (m.group(1) if pattern.groups else m.group(0))
-        if name:
+        name = (m.group(1) if pattern.groups else m.group(0)) if m else None
+        if name:  # an optional capture group that took no part, or an empty match, is no group
             groups[p] = name
     if paths and not groups:
         raise DataError(f"--group-pattern {regex!r} matches none of the {len(paths)} files "
