@@ -1,5 +1,5 @@
-"""The Gradio app (space/): pure handlers, every named endpoint through gradio_client, concurrency,
-bad uploads, model-load failures and the offline cache, a model pinned on the test Hub, deploy-space.
+"""The Gradio app (space/): pure handlers, every named endpoint through gradio_client, concurrency and batching,
+bad uploads, model-load failures and the offline cache, a model pinned on the test Hub, ZeroGPU durations.
 
 Quick models keep this file fast: an untrained 64 px ResNet50 for the app plumbing (app_fixtures)
 and the session's `tiny_models` where a model has to come from training and the Hub.
@@ -28,7 +28,7 @@ from PIL import Image
 
 from hub import from_pretrained
 from hub.explain.cam import FAST_CHANNELS, resolve_max_channels
-from hub.publish import PublishError, push
+from hub.publish import push
 from space import app, handlers, serving
 from space import samples as sample_images
 
@@ -347,72 +347,7 @@ def test_falls_back_to_the_cached_revision_when_the_hub_is_down(hub_server, hub_
         hub_server.start()
 
 
-# ---- deploy-space --------------------------------------------------------------------------------------------------
-
-def test_deploy_space_is_one_commit_with_the_app_hub_and_variables(hub_server, hub_token, repo_id, tiny_models,
-                                                                   tmp_path, capsys):
-    from huggingface_hub import HfApi, snapshot_download
-
-    from space.deploy import deploy_space, space_files
-
-    push(tiny_models[0], repo_id, tag="v1")
-    push(tiny_models[1], repo_id, tag="v2")
-    space_id = repo_id.replace("model-", "space-")
-    result = deploy_space(space_id, repo_id, "v1")
-    commits = hub_server.commits(space_id, "space")
-    assert len(commits) == 2 and commits[0]["id"] == result.commit  # repo creation + ONE deploy commit
-    files = set(commits[0]["files"])
-    shipped = {"app.py", "README.md", "requirements.txt", "space/__main__.py", "space/app.py", "space/handlers.py",
-               "space/serving.py", "space/samples.py", "hub/__init__.py", "hub/loading.py",
-               "hub/explain/explanation.py", "hub/templates/model_card.md"}
-    assert shipped <= files and files == set(space_files()) | {".gitattributes", "app.py"}
-    assert not [f for f in files if f.startswith(("train/", "tests/", "bench/")) or "__pycache__" in f]
-    api = HfApi()
-    assert {k: v.value for k, v in api.get_space_variables(space_id).items()} == \
-        {"MODEL_ID": repo_id, "MODEL_REVISION": "v1"}
-    # The Space runs from what was uploaded: `space` and `hub` import from beside app.py, `train` is not there.
-    space = Path(snapshot_download(space_id, repo_type="space", local_dir=str(tmp_path / "space")))
-    readme = (space / "README.md").read_text()
-    assert f"models:\n  - {repo_id}\n" in readme and "sdk: gradio" in readme and "app_file: app.py" in readme
-    probe = ("import importlib.util, hub, space.samples; print(hub.__file__); "
-             "print(importlib.util.find_spec('train'))")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=space, capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [str(space / "hub" / "__init__.py"), "None"]
-    assert (space / "app.py").read_text() == "from space.__main__ import main\n\nmain()\n"
-    # Deploying v2 later moves the variable; a file an earlier deploy shipped but this one does not is
-    # deleted in the same single commit.
-    api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="old_module.py", repo_id=space_id, repo_type="space")
-    from space.__main__ import main
-
-    assert main(["deploy", space_id, "--model", repo_id, "--revision", "v2"]) == 0
-    out = capsys.readouterr().out
-    assert f"in one commit: {hub_server.url}/spaces/{space_id}/commit/" in out and f"serving {repo_id}@v2" in out
-    commits = hub_server.commits(space_id, "space")
-    assert len(commits) == 4 and set(commits[0]["files"]) == files
-    assert api.get_space_variables(space_id)["MODEL_REVISION"].value == "v2"
-
-
-def test_deploy_space_cli_errors_are_one_line(hub_server, hub_token, repo_id, tiny_models, capsys):
-    from hub.__main__ import main as hub_main
-    from space.__main__ import main
-
-    assert main(["deploy", "testorg/some-space", "--model", "testorg/no-such-model", "--revision", "v1"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not deploying: model testorg/no-such-model" in err
-    assert main(["deploy", "testorg/some-space", "--model", str(tiny_models[0])]) == 2
-    assert "a Space cannot read a local folder" in capsys.readouterr().err
-    # The old spelling names the new command instead of deploying from the wrong layer.
-    assert hub_main(["deploy-space", "testorg/some-space", "--model", repo_id]) == 2
-    assert "python -m space deploy testorg/some-space --model" in capsys.readouterr().err
-    push(tiny_models[0], repo_id, tag="v1")
-    assert main(["deploy", "testorg/some-space", "--model", repo_id, "--revision", "v9"]) == 2
-    assert "revision 'v9' not found" in capsys.readouterr().err
-    with pytest.raises(PublishError, match="not a Space id"):
-        from space.deploy import deploy_space
-        deploy_space("no-slash", repo_id, "v1")
-
+# ---- the command line -------------------------------------------------------------------------------------------
 
 def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
     monkeypatch.setenv("MODEL_ID", "org/from-env")
@@ -436,12 +371,11 @@ def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
             serve_parser().parse_args(bad)
 
 
-def test_app_help_runs_from_the_repository(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "space" / "app.py"), "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+def test_help_runs_from_the_repository():
+    done = subprocess.run([sys.executable, "-m", "space", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert done.returncode == 0, done.stderr
-    for flag in ("--model", "--revision", "--port", "--host", "--share", "--scorecam-channels"):
+    for flag in ("--model", "--revision", "--port", "--host", "--share", "--max-channels", "--max-batch-size"):
         assert flag in done.stdout
 
 
