@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import math
 import os
 import shutil
 import struct
@@ -262,6 +263,92 @@ def test_eight_concurrent_clients_get_the_sequential_results(running_app, served
                 diff = np.abs(np.asarray(Image.open(got).convert("RGB"), np.int16) - np.asarray(ref, np.int16))
                 assert diff.max() <= 1
     assert running_app.demo._queue.max_size == app.QUEUE_SIZE  # bounded queue
+
+
+def test_concurrent_classify_requests_share_forward_passes_and_a_bad_upload_fails_alone(running_app, served,
+                                                                                          sample_paths, bad_files):
+    fn = next(f for f in running_app.demo.fns.values() if f.api_name == "classify")
+    assert (fn.concurrency_id, fn.concurrency_limit) == ("classify", 2 * app.MAX_BATCH_SIZE)  # batched wiring
+    bad, message = bad_files["notes.png"]
+    paths = [bad if i == 5 else sample_paths[i % len(sample_paths)] for i in range(12)]
+    clients = [Client(running_app.url, verbose=False) for _ in paths]
+    start = threading.Barrier(len(paths))
+
+    def call(i):
+        start.wait()
+        try:
+            return clients[i].predict(handle_file(str(paths[i])), api_name="/classify")
+        except AppError as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        answers = list(pool.map(call, range(len(paths))))
+    assert isinstance(answers[5], AppError) and message in str(answers[5])  # only the bad upload fails
+    for path, top in zip(paths, answers):
+        if path != bad:
+            alone = handlers.classify(served, str(path))
+            assert top["label"] == next(iter(alone))
+            assert {c["label"]: c["confidence"] for c in top["confidences"]} == pytest.approx(alone, abs=1e-6)
+
+
+class FakeSpaces:
+    """`spaces` as on ZeroGPU: GPU(duration=f) asks for f(*args) seconds, then runs the function (recorded)."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def GPU(self, duration):  # noqa: N802 - the name ZeroGPU's package uses
+        def decorate(fn):
+            def on_gpu(*args):
+                self.calls.append(duration(*args))
+                return fn(*args)
+            return on_gpu
+        return decorate
+
+
+def test_zerogpu_asks_for_each_calls_work_and_never_for_a_bad_request(served, sample_paths, bad_files, monkeypatch):
+    fake = FakeSpaces()
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    running = launch(served)
+    try:
+        client = Client(running.url, verbose=False)
+        image = handle_file(str(sample_paths[0]))
+        with pytest.raises(AppError, match="No image"):
+            client.predict(None, "", 0.5, api_name="/scorecam")
+        with pytest.raises(AppError, match="not an image file"):
+            client.predict(handle_file(str(bad_files["notes.png"][0])), "", 0.5, api_name="/compare")
+        with pytest.raises(AppError, match="No image"):
+            client.predict(None, api_name="/classify")
+        assert fake.calls == []  # checked on the CPU: no GPU asked for
+        for endpoint in ("/gradcam", "/scorecam", "/compare"):
+            client.predict(image, "", 0.5, api_name=endpoint)
+        client.predict(image, api_name="/classify")
+    finally:
+        running.demo.close()
+    grad, score, both, classify = fake.calls
+    assert classify <= grad <= score <= both <= serving.GPU_MAX_SECONDS
+    assert classify == math.ceil(serving.GPU_START_SECONDS + serving.GPU_PASS_SECONDS * 64 * 64 / 224 / 224)
+
+
+def test_gpu_seconds_grow_with_the_work_and_fit_an_anonymous_quota_many_times():
+    from types import SimpleNamespace
+
+    def served(k, side=224):
+        model = SimpleNamespace(num_features=2048)
+        return SimpleNamespace(max_channels=k, classifier=SimpleNamespace(model=model,
+                                                                          data_config={"input_size": (3, side, side)}))
+
+    exact, fast = served("exact"), served(32)
+    small, large = (512, 512), (2048, 2048)  # the largest image the app explains (handlers.DISPLAY_MAX_SIDE)
+    assert serving.forward_passes(exact, "scorecam") == 1 + 2048 + 2 and serving.forward_passes(fast, "scorecam") == 35
+    assert serving.gpu_seconds(exact, "scorecam", small) > serving.gpu_seconds(fast, "scorecam", small)
+    assert serving.gpu_seconds(exact, "scorecam", large) > serving.gpu_seconds(exact, "scorecam", small)
+    assert serving.gpu_seconds(served("exact", 448), "scorecam", small) > serving.gpu_seconds(exact, "scorecam", small)
+    assert serving.gpu_seconds(exact, "classify", (0, 0), 8) >= serving.gpu_seconds(exact, "classify", (0, 0), 1)
+    costliest = serving.gpu_seconds(exact, "compare", large)
+    assert costliest == 14  # 5 s start + 2,054 passes x 2 ms + 2 x 2.1 s drawing, rounded up
+    assert 120 // costliest >= 8  # an anonymous visitor's 2 daily minutes cover 8 of the costliest calls
+    assert serving.gpu_seconds(served("exact", 4096), "compare", large) == serving.GPU_MAX_SECONDS  # capped
 
 
 # ---- model from the Hub: pinned revision, load failures, offline cache ------------------------------------------
