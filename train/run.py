@@ -21,12 +21,13 @@ from hub.device import needs_grad_scaler, pick_device
 from train import checkpoint, distributed, engine
 from train.config import TrainConfig
 from train.data import ImageDataset, build_splits, eval_data_config, train_transform, trained_pretrained_cfg
-from train.metrics import evaluate
+from train.leakage import leakage_report
+from train.metrics import bootstrap_intervals, evaluate
 from train.output import ensure_writable, report, versions, write_model_folder
 
 # Options that may change between a run and its --resume (they do not change what is trained).
 RESUMABLE = {"resume", "epochs", "workers", "device", "out", "push_to", "tag", "license", "dataset_id", "amp",
-             "homepage", "tags"}
+             "homepage", "tags", "leakage_check"}
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Run:
     scaler: object = None
     data_config: dict = field(default_factory=dict)
     loaders: dict = field(default_factory=dict)
+    leakage: dict | None = None     # near-duplicates across splits (train.leakage), rank 0 only
 
 
 @dataclass
@@ -95,13 +97,21 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     if cfg.batch_size % world.size:
         raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
                          f"{world.size} processes")
-    run.splits = splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed)
+    run.splits = splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed,
+                                       cfg.split, cfg.group_pattern, cfg.group_csv)
     run.device = device = distributed.device_for(world, pick_device(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is available here; use --device auto or cpu")
+    groups = splits.info.get("groups")
     log(f"data: {len(splits.train)} train / {len(splits.val)} val"
         + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {list(splits.classes)}; "
-        f"device {device}" + (f" x {world.size} processes" if world.enabled else ""))
+        f"{splits.info['method']} split" + (f" ({groups['train']} / {groups['val']} groups)" if groups else "")
+        + f"; device {device}" + (f" x {world.size} processes" if world.enabled else ""))
+    if cfg.leakage_check and world.main:
+        run.leakage = leakage_report({name: split.paths for name, split in splits.named()})
+        for name in ("val", "test"):
+            if (run.leakage.get(name) or {}).get("warning"):
+                log(f"warning: {run.leakage[name]['warning']}")
     torch.manual_seed(cfg.seed)
     run.net = net = engine.build_model(cfg, len(splits.classes))
     run.data_config = eval_data_config(net, cfg.img_size)
@@ -220,6 +230,14 @@ def finish(run: Run, state: State) -> Path:
     labels = list(run.splits.classes)
     preds = {name: _predict(run, name) for name in ("validation", "test") if name in run.loaders}
     metrics = {name: evaluate(*pred, labels) for name, pred in preds.items()}
+    for name, split in (("validation", run.splits.val), ("test", run.splits.test)):
+        if name in metrics:  # slices of one patient are not independent: resample whole groups when known
+            groups = [run.splits.groups[p] for p in split.paths] if run.splits.groups and name == "validation" \
+                else None
+            metrics[name]["intervals"] = bootstrap_intervals(*preds[name], seed=run.cfg.seed, groups=groups)
+    metrics["split"] = run.splits.info
+    if run.leakage is not None:
+        metrics["leakage"] = run.leakage
     if run.world.main:
         history = state.history
         run_info = dict(device=str(run.device), processes=run.world.size, epochs_run=len(history),
