@@ -74,6 +74,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rotation", type=float, metavar="DEG", help=f"random rotation range{_d('rotation')}")
     g.add_argument("--color-jitter", type=float, help=f"brightness/contrast/saturation jitter{_d('color_jitter')}")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, help=f"random horizontal flips{_d('hflip')}")
+    g.add_argument("--scale-min", type=float, metavar="F",
+                   help=f"below 1: timm random-resized-crop over (F, 1) of the image{_d('scale_min')}")
+    g.add_argument("--label-smoothing", type=float, metavar="F", help=f"label smoothing{_d('label_smoothing')}")
+    g.add_argument("--mixup", type=float, metavar="ALPHA", help=f"Mixup alpha, 0 = off (timm.data.Mixup){_d('mixup')}")
+    g.add_argument("--cutmix", type=float, metavar="ALPHA", help=f"CutMix alpha, 0 = off{_d('cutmix')}")
+    g.add_argument("--ema-decay", type=float, metavar="D",
+                   help=f"EMA of the weights (timm ModelEmaV3), evaluated and published; 0 = off{_d('ema_decay')}")
+    g.add_argument("--warmup-epochs", type=int, metavar="N", help=f"linear warmup before the cosine{_d('warmup_epochs')}")
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction,
+                   help=f"flip test-time augmentation at evaluation{_d('tta')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (default: yes in both recipes)")

@@ -50,6 +50,13 @@ class TrainConfig:
     hflip: bool = True
     rotation: float = 20.0
     color_jitter: float = 0.2
+    scale_min: float = 1.0               # < 1: timm's random-resized-crop over (scale_min, 1) of the image
+    label_smoothing: float = 0.0
+    mixup: float = 0.0                   # Mixup alpha (timm.data.Mixup); 0 = off
+    cutmix: float = 0.0                  # CutMix alpha; 0 = off
+    ema_decay: float = 0.0               # timm ModelEmaV3 decay (e.g. 0.999); the EMA weights are evaluated and saved
+    warmup_epochs: int = 0               # linear warmup from lr/100 before the cosine schedule
+    tta: bool = False                    # evaluate the mean of each image's and its mirror's probabilities
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -82,6 +89,16 @@ class TrainConfig:
             yield f"--lr must be positive (got {self.lr})"
         if self.weight_decay < 0:
             yield f"--weight-decay must not be negative (got {self.weight_decay})"
+        if not 0.0 < self.scale_min <= 1.0:
+            yield f"--scale-min must be in (0, 1] (got {self.scale_min})"
+        if not 0.0 <= self.label_smoothing < 1.0:
+            yield f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})"
+        if self.mixup < 0 or self.cutmix < 0:
+            yield f"--mixup and --cutmix are Beta alphas >= 0 (got {self.mixup}, {self.cutmix})"
+        if not 0.0 <= self.ema_decay < 1.0:
+            yield f"--ema-decay must be in [0, 1), 0 = off (got {self.ema_decay})"
+        if not 0 <= self.warmup_epochs < max(self.epochs, 1):
+            yield f"--warmup-epochs must be >= 0 and below --epochs (got {self.warmup_epochs})"
         if not 0.0 <= self.dropout < 1.0:
             yield f"--dropout must be in [0, 1) (got {self.dropout})"
         if not 0.0 < self.val_split < 1.0 and self.val_data is None:

@@ -265,10 +265,14 @@ def trained_pretrained_cfg(model: torch.nn.Module, data_config: dict) -> dict:
             "num_classes": model.num_classes}
 
 
-def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float) -> Callable:
-    """Resize like evaluation, then the recipe's augmentations, then the model's normalisation."""
+def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float,
+                    scale_min: float = 1.0) -> Callable:
+    """Resize like evaluation (or, with scale_min < 1, timm's random-resized-crop), then the recipe's
+    augmentations, then the model's normalisation."""
     from torchvision import transforms as T
 
+    if scale_min < 1.0:
+        return _timm_train_transform(data_config, hflip, rotation, color_jitter, scale_min)
     ops = [T.Resize(tuple(data_config["input_size"][1:]),
                     interpolation=T.InterpolationMode(data_config.get("interpolation", "bilinear")))]
     if hflip:
@@ -279,3 +283,18 @@ def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitte
         ops.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     ops += [T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])]
     return T.Compose(ops)
+
+
+def _timm_train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float,
+                          scale_min: float) -> Callable:
+    """timm's training pipeline (random-resized-crop over (scale_min, 1), flip, colour jitter, the model's
+    normalisation), with the recipe's rotation between its crop and its colour stages."""
+    from timm.data import create_transform
+    from torchvision import transforms as T
+
+    primary, secondary, final = create_transform(
+        data_config["input_size"], is_training=True, scale=(scale_min, 1.0), hflip=0.5 if hflip else 0.0,
+        color_jitter=color_jitter or 0.0, interpolation=data_config.get("interpolation", "bilinear"),
+        mean=data_config["mean"], std=data_config["std"], separate=True)
+    rotate = [T.RandomRotation(rotation)] if rotation else []
+    return T.Compose([*primary.transforms, *rotate, *secondary.transforms, *final.transforms])
