@@ -81,7 +81,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--cutmix", type=float, metavar="ALPHA", help=f"CutMix alpha, 0 = off{_d('cutmix')}")
     g.add_argument("--ema-decay", type=float, metavar="D",
                    help=f"EMA of the weights (timm ModelEmaV3), evaluated and published; 0 = off{_d('ema_decay')}")
-    g.add_argument("--warmup-epochs", type=int, metavar="N", help=f"linear warmup before the cosine{_d('warmup_epochs')}")
+    g.add_argument("--warmup-epochs", type=int, metavar="N",
+                   help=f"linear warmup before the cosine{_d('warmup_epochs')}")
     g.add_argument("--tta", action=argparse.BooleanOptionalAction,
                    help=f"flip test-time augmentation at evaluation{_d('tta')}")
     g = p.add_argument_group("weights")
