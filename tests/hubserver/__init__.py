@@ -1,4 +1,4 @@
-"""A Hugging Face Hub-compatible HTTP server for tests, on 127.0.0.1 (stdlib only).
+"""A Hugging Face Hub-compatible HTTP server for tests, on 127.0.0.1 (stdlib only, plus the client's hardware list).
 
 Why it exists: the real Hub is not reachable from CI, but we want the *real* `huggingface_hub` client (2.4.0) and
 timm to speak the same protocol they speak in production. Mocking the client would only test our mocks, so this
@@ -7,9 +7,10 @@ and error conventions. Only endpoints that the product (hub/, train/, space/) or
 
     storage.py        repos on disk: blobs, immutable commits, refs swapped atomically (survives a restart)
     http.py           request / response plumbing, the threaded keep-alive HTTP server
-    server.py         HubServer: lifecycle, dispatch, test helper `commits`
+    server.py         HubServer: lifecycle, dispatch, test helpers (`commits`, `space_secrets`)
     auth.py, faults.py, signing.py, errors.py    tokens and roles, fault injection, pre-signed storage URLs, errors
     routes_*.py       the endpoints, one family per file (each module docstring lists its paths)
+    spaces.py         Space settings (sdk, hardware, variables, secrets) and the runtime they give
     seed.py           `timm/resnet50.a1_in1k` with random weights
 """
 

@@ -1,10 +1,11 @@
 """Creating a repo and describing it (`model_info` / `dataset_info` / `space_info`).
 
     POST   /api/repos/create                    409 + {"url"} when it exists (the client's exist_ok relies on it)
-    GET    /api/{type}s/{repo}[/revision/{rev}] `sha`, `siblings` (`?blobs=true` adds sizes / LFS), Space `sdk`
+    GET    /api/{type}s/{repo}[/revision/{rev}] `sha`, `siblings` (`?blobs=true` adds sizes / LFS), Space `runtime`
 
-A Space is created with its sdk and variables in the same call. Like the Hub, an existing repo answers 409 and
-nothing in the request is applied.
+A Space is created with its settings in the same call (sdk, hardware, variables, secrets: see spaces.py). Like the
+Hub, an existing repo answers 409 and nothing in the request is applied, so `create_repo(..., exist_ok=True)` does
+not update an existing Space's variables, secrets or hardware.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from . import spaces
 from .auth import USER, require
 from .errors import HubError
 from .http import REPO_API, Request, Response, is_true, json_response, route
@@ -40,20 +42,17 @@ def create_repo(hub: HubServer, request: Request) -> Response:
     ns, name = payload.get("organization") or USER, payload.get("name") or ""
     if repo_type not in TYPE_PREFIX or not NAME_RE.match(ns) or not NAME_RE.match(name) or "--" in name:
         raise HubError(400, f"Invalid repo name or type: {ns}/{name} ({repo_type})")
-    if repo_type == "space" and payload.get("sdk") not in ("gradio", "streamlit", "docker", "static"):
-        raise HubError(400, "A Space needs an sdk: one of gradio, streamlit, docker, static")
+    space_meta, secrets = spaces.new_space(payload) if repo_type == "space" else ({}, {})
     repo = Repo(hub.root, repo_type, f"{ns}/{name}")
     with hub.write_lock:
         if repo.exists():
             raise HubError(409, f"You already created this {repo_type} repo", url=hub.repo_url(repo))
         private = payload.get("visibility", "private" if payload.get("private") else "public") != "public"
-        meta = {"id": repo.id, "type": repo_type, "private": private, "createdAt": now_iso()}
+        meta = {"id": repo.id, "type": repo_type, "private": private, "createdAt": now_iso(), **space_meta}
         files = {".gitattributes": DEFAULT_GITATTRIBUTES.encode()}
         if repo_type == "space":
-            meta.update(sdk=payload["sdk"], variables={}, secrets={})
-            for variable in payload.get("variables") or []:
-                meta["variables"][variable["key"]] = {"value": variable["value"], "updatedAt": now_iso()}
             files["README.md"] = f"---\ntitle: {name}\nsdk: {payload['sdk']}\n---\n".encode()
+            repo.save_secrets(secrets)
         entries = {path: repo.store_regular(data) for path, data in files.items()}
         commit = repo.write_commit(None, "initial commit", "", entries, author=USER)
         repo.set_ref("refs/heads/main", commit["id"])
@@ -95,7 +94,7 @@ def repo_info(hub: HubServer, request: Request) -> Response:
     if repo.type == "model":
         info.update(modelId=repo.id, downloads=0)
     if repo.type == "space":
-        info["sdk"] = meta["sdk"]
+        info.update(sdk=meta["sdk"], runtime=spaces.runtime(repo))
     return json_response(info)
 
 

@@ -1,18 +1,20 @@
-"""Space variables and secrets.
+"""Space settings: variables, secrets, hardware and the runtime they give (see spaces.py for the shapes).
 
     GET    /api/spaces/{repo}/variables   POST / DELETE too ({key, value, description?} / {key})
     POST   /api/spaces/{repo}/secrets     write-only: no endpoint ever returns a secret's value
+    GET    /api/spaces/{repo}/runtime
+    POST   /api/spaces/{repo}/hardware    {"flavor", "sleepTimeSeconds"?}; answers the new runtime
+
+Changing a variable, a secret or the hardware restarts a real Space; nothing runs here, so they are only stored.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
+from . import spaces
 from .auth import require
-from .errors import HubError
 from .http import SPACE_API, Request, Response, json_response, route
-from .storage import now_iso
 
 if TYPE_CHECKING:
     from .server import HubServer
@@ -27,15 +29,11 @@ def get_variables(hub: HubServer, request: Request) -> Response:
 def add_variable(hub: HubServer, request: Request) -> Response:
     """Add or update a Space variable; answers all variables."""
     require(request, "write")
-    repo, payload = hub.repo(request), request.json()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", payload.get("key") or ""):
-        raise HubError(400, "Invalid variable key")
+    repo = hub.repo(request)
+    key, variable = spaces.key_value(request.json(), "variable")
     with hub.write_lock:
         meta = repo.meta()
-        variable = {"value": str(payload.get("value", "")), "updatedAt": now_iso()}
-        if payload.get("description") is not None:
-            variable["description"] = payload["description"]
-        meta["variables"][payload["key"]] = variable
+        meta["variables"][key] = variable
         repo.save_meta(meta)
     return json_response(meta["variables"])
 
@@ -52,14 +50,33 @@ def delete_variable(hub: HubServer, request: Request) -> Response:
 
 
 def add_secret(hub: HubServer, request: Request) -> Response:
-    """Add a Space secret. Only its key and description are kept: secret values are write-only."""
+    """Add or update a Space secret. The answer is empty: secret values are write-only."""
+    require(request, "write")
+    repo = hub.repo(request)
+    key, secret = spaces.key_value(request.json(), "secret")
+    with hub.write_lock:
+        repo.save_secrets({**repo.secrets(), key: secret})
+    return json_response({})
+
+
+def get_runtime(hub: HubServer, request: Request) -> Response:
+    """The Space's stage and hardware (readable by anyone who can see the Space)."""
+    return json_response(spaces.runtime(hub.repo(request)))
+
+
+def request_hardware(hub: HubServer, request: Request) -> Response:
+    """Switch the Space to another hardware flavor (and sleep time); answers the new runtime."""
     require(request, "write")
     repo, payload = hub.repo(request), request.json()
+    flavor = spaces.check_hardware(payload.get("flavor"))
+    sleep_time = spaces.check_sleep_time(payload.get("sleepTimeSeconds"))
     with hub.write_lock:
         meta = repo.meta()
-        meta["secrets"][payload["key"]] = {"description": payload.get("description"), "updatedAt": now_iso()}
+        meta["hardware"] = flavor
+        if sleep_time is not None:
+            meta["sleepTime"] = sleep_time
         repo.save_meta(meta)
-    return json_response({})
+    return json_response(spaces.runtime(repo))
 
 
 ROUTES = [
@@ -67,4 +84,6 @@ ROUTES = [
     route("POST", SPACE_API + r"/variables$", add_variable),
     route("DELETE", SPACE_API + r"/variables$", delete_variable),
     route("POST", SPACE_API + r"/secrets$", add_secret),
+    route("GET", SPACE_API + r"/runtime$", get_runtime),
+    route("POST", SPACE_API + r"/hardware$", request_hardware),
 ]

@@ -135,6 +135,10 @@ class HubServer(FaultInjector):
             for c in repo.history(cid)
         ]
 
+    def space_secrets(self, space_id: str) -> dict[str, str]:
+        """A Space's secrets as {key: value}: what the Space would see, which no API call can read back."""
+        return {key: secret["value"] for key, secret in Repo(self.root, "space", space_id).secrets().items()}
+
     # ---- dispatch --------------------------------------------------------------------------------------------------
 
     def serve(self, handler: Handler) -> None:

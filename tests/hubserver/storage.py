@@ -52,7 +52,8 @@ class Repo:
     """One repository on disk.
 
     Layout under `root/repos/{type}s/{namespace}/{name}/`:
-        repo.json                metadata (private, sdk, Space variables, ...)
+        repo.json                metadata (private, sdk, Space variables and hardware, ...)
+        secrets.json             Space secret values: a file of their own so no metadata endpoint can leak them
         blobs/ab/<sha>           content, keyed by git sha1 (regular files) or sha256 (LFS files)
         commits/<id>.json        immutable: {id, parent, message, description, author, date, files}
         refs/heads/<branch>, refs/tags/<tag>, refs/pr/<n>   one commit id each, replaced atomically
@@ -80,6 +81,15 @@ class Repo:
     def save_meta(self, meta: dict) -> None:
         """Replace repo metadata atomically."""
         atomic_write(self.dir / "repo.json", json.dumps(meta, indent=1).encode())
+
+    def secrets(self) -> dict[str, dict]:
+        """Space secrets: {key: {value, description, updatedAt}}."""
+        path = self.dir / "secrets.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def save_secrets(self, secrets: dict[str, dict]) -> None:
+        """Replace the Space secrets atomically."""
+        atomic_write(self.dir / "secrets.json", json.dumps(secrets, indent=1).encode())
 
     # ---- blobs -----------------------------------------------------------------------------------------------------
 
