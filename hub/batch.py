@@ -24,7 +24,7 @@ import torch
 
 from hub.classifier import Classifier
 from hub.files import write_atomic
-from hub.images import ImageError, image_extensions, load_image
+from hub.images import ImageError, image_extensions, is_image_file, load_image
 
 COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method", "mode", "masked_passes",
            "target", "target_probability", "faithfulness", "seconds", "overlay", "error")
@@ -47,7 +47,7 @@ def collect_images(inputs: Iterable[str | os.PathLike], labels: Sequence[str]) -
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts
+            found = sorted(p for p in path.rglob("*") if is_image_file(p)
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
                 raise ValueError(f"{path}: no image files in this folder (looked for {', '.join(sorted(exts)[:6])}, ...)")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hub.images import image_extensions
+from hub.images import is_image_file
 from hub.model import labels_of
 
 KEEP_FRACTION = 0.2
@@ -50,10 +50,9 @@ def labelled_images(root: str | Path, labels: list[str]) -> list[tuple[Path, int
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: not a directory of class folders")
-    exts = image_extensions()
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in exts)
+        files = sorted(f for f in folder.iterdir() if is_image_file(f))
         if not files:
             continue
         if folder.name not in labels:

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from hub.dicom import DICOM_SUFFIXES
 from hub.images import image_extensions
 from serving import Served
 
@@ -22,7 +23,7 @@ def folder_images(folder: Path) -> list[tuple[str, str]]:
     """(path, caption) for the image files directly in `folder`, sorted by name."""
     if not folder.is_dir():
         return []
-    exts = image_extensions()
+    exts = image_extensions() - set(DICOM_SUFFIXES)  # the gallery is drawn by the browser, which cannot draw DICOM
     return [(str(p), p.stem) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in exts]
 
 

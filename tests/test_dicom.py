@@ -5,6 +5,7 @@ the rest are written here with pydicom so each pixel's expected grey level is kn
 """
 from __future__ import annotations
 
+import csv
 import logging
 import warnings
 from pathlib import Path
@@ -299,3 +300,62 @@ def test_patient_group(tmp_path):
     assert patient_group(study) not in (None, group)
     assert patient_group(neither) is None and patient_group(tmp_path / "x.png") is None
 
+
+# -- every entry point: training folders, the explain CLI, Classifier, the app ----------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from app_fixtures import random_model_folder
+
+    return random_model_folder(tmp_path_factory.mktemp("dicom-model") / "model", arch="resnet18",
+                               labels=("a", "b"))
+
+
+@pytest.fixture()
+def dicom_classes(tmp_path) -> Path:
+    """Two class folders, each with a .dcm file and an extension-less DICOM file."""
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for name in ("scan.dcm", "IM0001"):
+            write(tmp_path / "data" / label / name, dataset(rng.integers(0, 4096, (40, 48), dtype=np.uint16)))
+    return tmp_path / "data"
+
+
+def test_training_folders_pick_up_dicom(dicom_classes):
+    from train.data import scan_folder, validate_images
+
+    found = scan_folder(dicom_classes)
+    assert {p.name for paths in found.values() for p in paths} == {"scan.dcm", "IM0001"}
+    kept, skipped = validate_images(found, "--data", workers=1)
+    assert sum(map(len, kept.values())) == 4 and not skipped
+
+
+def test_classifier_and_explain_cli_accept_dicom(tiny_model, dicom_classes, tmp_path):
+    from hub import from_pretrained
+    from hub.__main__ import main
+    from hub.batch import CSV_NAME
+
+    clf = from_pretrained(tiny_model)
+    scan = dicom_classes / "a" / "scan.dcm"
+    assert set(clf.predict(scan)) == {"a", "b"} and set(clf.predict(scan.read_bytes())) == {"a", "b"}
+    assert clf.explain(dicom_classes / "b" / "IM0001", method="gradcam").heatmap.shape == (40, 48)
+    out = tmp_path / "out"
+    assert main(["explain", str(tiny_model), str(dicom_classes), "--out", str(out), "--method", "gradcam"]) == 0
+    with open(out / CSV_NAME, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and not any(r["error"] for r in rows) and all(r["overlay"] for r in rows)
+
+
+def test_app_reads_dicom_uploads(dicom_classes, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "space"))
+    from handlers import read_image
+
+    from hub.errors import UserError
+
+    assert read_image(str(dicom_classes / "a" / "IM0001")).size == (48, 40)
+    upload = tmp_path / "gradio-cache" / "cine.dcm"
+    upload.parent.mkdir()
+    write(upload, dataset(np.zeros((2, 4, 4), np.uint16)))
+    with pytest.raises(UserError, match="'cine.dcm': DICOM file has 2 frames"):
+        read_image(str(upload))

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hub.errors import DataError
-from hub.images import ImageError, image_extensions, load_image
+from hub.images import ImageError, image_extensions, is_image_file, load_image
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def scan_folder(root: str | Path, role: str = "--data") -> dict[str, list[Path]]
     found = {}
     for d in classes:
         check_class_name(d.name, role, root)
-        files = sorted(f for f in d.rglob("*") if f.is_file() and _visible(f) and f.suffix.lower() in exts
+        files = sorted(f for f in d.rglob("*") if _visible(f) and is_image_file(f)
                        and not any(part.startswith(".") for part in f.relative_to(d).parts))
         if not files:
             raise DataError(f"{role} {root}: class folder '{d.name}' has no images "
@@ -111,7 +111,7 @@ def scan_folder(root: str | Path, role: str = "--data") -> dict[str, list[Path]]
     return found
 
 
-_COMMON = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+_COMMON = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".dcm"}
 
 
 def _check(path: Path) -> str | None:
