@@ -72,7 +72,7 @@ def one_line_error(call, match: str, name: str) -> str:
 def test_shipped_ct_and_mr(tmp_path):
     ct = grey(load_image(shipped("CT_small.dcm")))
     assert ct.shape == (128, 128) and ct.min() == 0 and ct.max() == 255  # no window: the percentile window
-    # MR_small carries WindowCenter 600 / WidthWidth 1600: a LINEAR window (PS3.3 C.11.2.1.2) onto 0..255
+    # MR_small carries WindowCenter 600 / WindowWidth 1600: a LINEAR window (PS3.3 C.11.2.1.2) onto 0..255
     raw = pydicom.dcmread(shipped("MR_small.dcm")).pixel_array.astype(float)
     expected = np.clip(((raw - 599.5) / 1599 + 0.5) * 255, 0, 255)
     mr = grey(load_image(shipped("MR_small.dcm")))
