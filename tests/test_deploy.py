@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from app_fixtures import ROOT
 from deploy_fixtures import git, make_checkout, model_repo
 
 from space.deploy import CPU_HARDWARE, TORCH_CPU_INDEX, bundle, committed_files, deploy_space, requirements_for
@@ -31,6 +32,12 @@ def remote_text(space_id: str, path: str) -> str:
     from huggingface_hub import hf_hub_download
 
     return Path(hf_hub_download(space_id, path, repo_type="space")).read_text()
+
+
+def pin(name: str) -> str:
+    """`name==version` as space/requirements.txt pins it."""
+    return next(line for line in (ROOT / "space" / "requirements.txt").read_text().splitlines()
+                if line.startswith(f"{name}=="))
 
 
 def deploy_cli(checkout: Path, *args: str) -> subprocess.CompletedProcess:
@@ -87,7 +94,8 @@ def test_new_space_gets_variables_secret_and_hardware_in_its_create_call(hub_ser
                                                                                  "MODEL_REVISION": "v1"}
     assert hub_server.space_secrets(space_id) == {"HF_TOKEN": hub_token}
     assert api.get_space_runtime(space_id).requested_hardware == "zero-a10g"
-    assert "+cpu" not in remote_text(space_id, "requirements.txt")  # a GPU Space installs the CUDA build
+    pins = remote_text(space_id, "requirements.txt").splitlines()
+    assert pin("torch") in pins and "--extra-index-url" not in "".join(pins)  # a GPU Space: the CUDA build
     tracked = set(git(checkout, "ls-files", "space", "hub").split())
     assert set(commits[0]["files"]) == (tracked - {"space/README.md", "space/requirements.txt"}) | {
         "README.md", "requirements.txt", "app.py", ".gitattributes"}
@@ -115,7 +123,8 @@ def test_only_committed_files_are_shipped(hub_server, hub_token, repo_id, space_
     assert "hub/scratch.py" not in files and not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     assert result.secrets == [] and hub_server.space_secrets(space_id) == {}  # a public model needs no token
     requirements = remote_text(space_id, "requirements.txt")
-    assert requirements.startswith(f"--extra-index-url {TORCH_CPU_INDEX}\n") and "+cpu" in requirements
+    assert requirements.startswith(f"--extra-index-url {TORCH_CPU_INDEX}\n")
+    assert pin("torchvision") + "+cpu" in requirements.splitlines()
 
 
 def test_redeploy_moves_the_revision_keeps_the_hardware_and_deletes_old_files(hub_server, hub_token, repo_id,
@@ -143,7 +152,7 @@ def test_redeploy_moves_the_revision_keeps_the_hardware_and_deletes_old_files(hu
     out = capsys.readouterr().out
     assert f"in one commit: {hub_server.url}/spaces/{space_id}/commit/" in out and "on cpu-basic" in out
     assert api.get_space_runtime(space_id).requested_hardware == "cpu-basic"
-    assert "+cpu" in remote_text(space_id, "requirements.txt")
+    assert pin("torch") + "+cpu" in remote_text(space_id, "requirements.txt").splitlines()
 
 
 def test_deploy_errors_are_one_line_and_change_nothing(hub_server, hub_token, repo_id, space_id, checkout,
