@@ -57,8 +57,8 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
             # dropped mid-answer lands here: serve this revision's cached snapshot if there is one.
             folder = Path(snapshot_download(repo_id, local_files_only=True, **fetch))
     except RepositoryNotFoundError:
-        raise ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid "
-                             "token was given: set HF_TOKEN or run `hf auth login`)") from None
+        raise ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid token "
+                             "was given: set HF_TOKEN, a Space secret on a Space, or run `hf auth login`)") from None
     except RevisionNotFoundError:
         raise ModelLoadError(f"{where}: revision '{revision}' not found in {repo_id}; "
                              "list its tags and branches with `huggingface_hub.list_repo_refs`") from None

@@ -10,6 +10,9 @@ or lost. Surfaces:
 - model: `hub.from_pretrained` on a local folder, and the app started on it (`serving.load`)
 - repo: `hub.from_pretrained` / `hub.publish.push` against the test Hub
 - app: the app's request handlers (what /classify, /gradcam, /scorecam call)
+- space: the app started as a Space starts it (MODEL_ID, MODEL_REVISION, HF_TOKEN from the environment):
+  no model, but a banner saying why, and the app builds
+- deploy: `python -m space deploy` against a Space deployed before: one line, exit 2, the Space's files unchanged
 """
 from __future__ import annotations
 
@@ -157,6 +160,39 @@ def handler(name: str, *args, served="ok") -> Callable:
     return make
 
 
+def space_env(model: str = "public", revision: str = "v1", token: bool = True) -> Callable:
+    """The environment a Space starts with: MODEL_ID of a 'public' or 'private' repo (or 'none'), MODEL_REVISION,
+    and HF_TOKEN only when `token`."""
+    def make(ctx):
+        from deploy_fixtures import model_repo
+
+        env = {}
+        if model != "none":
+            ctx.request.getfixturevalue("hub_token")
+            repo_id = model_repo(ctx.request.getfixturevalue("repo_id"), ctx.tmp, private=model == "private")
+            env = {"MODEL_ID": repo_id, "MODEL_REVISION": revision}
+        if token:
+            env["HF_TOKEN"] = ctx.request.getfixturevalue("hub_token")
+        return env
+    return make
+
+
+def deploy_args(*args: str) -> Callable:
+    """A Space deployed once (a public model at v1), then argv for deploying to it again with `args`."""
+    def make(ctx):
+        from deploy_fixtures import make_checkout, model_repo
+
+        import space.deploy
+
+        ctx.request.getfixturevalue("hub_token")
+        repo_id = model_repo(ctx.request.getfixturevalue("repo_id"), ctx.tmp)
+        ctx.request.getfixturevalue("monkeypatch").setattr(space.deploy, "CHECKOUT", make_checkout(ctx.tmp / "clone"))
+        space_id = repo_id.replace("model-", "space-")
+        space.deploy.deploy_space(space_id, repo_id, "v1")
+        return ["deploy", space_id, "--model", repo_id, *args]
+    return make
+
+
 def sample(ctx) -> str:
     path = ctx.tmp / "ok.png"
     _gradient((48, 48)).save(path)
@@ -239,6 +275,15 @@ ROWS = {
                                 "Opacity must be a number"),
     "model failed to load": Row("app", handler("classify", sample, served="the Hub cannot be reached"),
                                 "The model is not available: the Hub cannot be reached"),
+    # a Space's start-up and deploys
+    "Space with no MODEL_ID": Row("space", space_env(model="none"), "no model given: set MODEL_ID"),
+    "private model, Space without a token": Row("space", space_env(model="private", token=False),
+                                                "repository not found on the Hub (or it is private"),
+    "MODEL_REVISION that does not exist": Row("space", space_env(revision="v99"), "revision 'v99' not found"),
+    "deploy a revision that does not exist": Row("deploy", deploy_args("--revision", "v99"),
+                                                 "revision 'v99' not found"),
+    "deploy on --hardware that does not exist": Row("deploy", deploy_args("--hardware", "a100-huge"),
+                                                    "--hardware 'a100-huge' is not a Space hardware"),
 }
 
 
@@ -347,8 +392,41 @@ def run_call(row, ctx, call, capsys):
     expect(call, (PublishError, handlers.UserError), row.message)
 
 
+def run_space(row, ctx, env, capsys):
+    import html
+
+    from space.__main__ import serve_parser
+    from space.app import build_demo, error_banner
+    from space.serving import load
+
+    monkeypatch = ctx.request.getfixturevalue("monkeypatch")
+    for key in ("MODEL_ID", "MODEL_REVISION", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    args = serve_parser().parse_args([])
+    served = load(args.model, args.revision, device="cpu")
+    assert not served.ready and row.message in served.error and "\n" not in served.error, served.error
+    assert html.escape(row.message) in error_banner(served)
+    build_demo(served)  # the app still starts, and says why in the banner
+
+
+def run_deploy(row, ctx, argv, capsys):
+    from huggingface_hub import HfApi
+
+    from space.__main__ import main
+
+    space_id = argv[1]
+    before = HfApi().list_repo_files(space_id, repo_type="space")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and row.message in err, err
+    assert HfApi().list_repo_files(space_id, repo_type="space") == before  # nothing deleted from the Space
+
+
 RUNNERS = {"image": run_image, "train": run_train, "model": run_model, "repo": run_repo, "push": run_call,
-           "app": run_call}
+           "app": run_call, "space": run_space, "deploy": run_deploy}
 
 
 def test_the_table_is_broad():
