@@ -96,6 +96,24 @@ def test_card_parses_and_holds_metrics(trained):
     assert results["accuracy"].dataset_split == "test"
     assert "not a medical device" in card.text and "plots/roc.png" in card.text
     assert card.data.base_model is None  # trained from scratch
+    # The card says how validation was split, what the leakage check found, and the intervals.
+    assert "Validation split: **random per class" in card.text and "near-copy in training" in card.text
+    assert "95% CI" in card.text
+
+
+def test_card_links_and_tags_come_from_the_user(trained):
+    """No placeholder link and no forced tag: a homepage and extra tags only when the user gives them."""
+    from hub.card import render_card
+
+    config, metrics, train_config = (json.loads((trained / n).read_text())
+                                     for n in ("config.json", "metrics.json", "train_config.json"))
+    plain = render_card(config, metrics, train_config)
+    assert "github.com" not in plain.text and "](http" not in plain.text.split("## Intended use")[0]
+    assert "medical-imaging" not in plain.data.tags and {"timm", "grad-cam", "score-cam"} <= set(plain.data.tags)
+    train_config["config"].update(homepage="https://example.org/project", tags=["medical-imaging", "mri"])
+    given = render_card(config, metrics, train_config)
+    assert "(https://example.org/project)" in given.text
+    assert given.data.tags[-2:] == ["medical-imaging", "mri"] and given.data.tags.count("timm") == 1
 
 
 def test_round_trip_identical_logits(trained, synth):
