@@ -144,14 +144,14 @@ class TrainConfig:
 
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # First seed (HER2 patches): ImageNet init, train layer3, layer4 and the head
+    # HER2 patches: ImageNet init, train layer3, layer4 and the head
     # (Dropout(0.3) + Linear), Adam 1e-3 wd 1e-4, 20 epochs cosine to 1e-6, batch 32,
     # flip/rotate/colour-jitter, early stopping patience 5 on val loss.
     "her2": dict(pretrained=True, epochs=20, img_size=224, batch_size=32, optimizer="adam",
                  lr=1e-3, weight_decay=1e-4, min_lr=1e-6, unfreeze=("layer3", "layer4", "fc"),
                  class_weights="none", dropout=0.3, patience=5, hflip=True, rotation=20.0,
                  color_jitter=0.2),
-    # Second seed (brain MRI): global-average-pool head straight into Linear, SGD with momentum,
+    # Brain MRI: global-average-pool head straight into Linear, SGD with momentum,
     # class-balanced cross-entropy, every layer trained. Ordered split: MRI sets number one patient's
     # slices consecutively, and a random split put a near-copy in train for 16-18% of the validation
     # images of the shared figshare set (python -m bench.leakage) against 0.2% for the ordered split.

@@ -6,6 +6,7 @@ draws the same augmentations, shuffles and dropout masks as an uninterrupted one
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable
 
 import numpy as np
@@ -109,14 +110,29 @@ def make_criterion(cfg: TrainConfig, weight: torch.Tensor | None, mixing: bool) 
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
 
 
-def make_ema(cfg: TrainConfig, model: nn.Module):
-    """timm's ModelEmaV3 (an exponential moving average of the weights, evaluated and published instead
-    of the raw weights), or None when --ema-decay is 0."""
-    if not cfg.ema_decay:
-        return None
-    from timm.utils import ModelEmaV3
+class Ema:
+    """timm's ModelEmaV3 (an exponential moving average of the weights) with the update count its warmup
+    needs: timm leaves the counting to the caller, and a resumed run must continue the same count."""
 
-    return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0):
+        from timm.utils import ModelEmaV3
+
+        self.ema, self.updates = ModelEmaV3(model, decay=decay, use_warmup=True), updates
+
+    @property
+    def module(self) -> nn.Module:
+        """The averaged model (evaluated, kept as best and published)."""
+        return self.ema.module
+
+    def update(self, model: nn.Module) -> None:
+        """Fold the current weights in; early updates weigh more (timm's warmup of the decay)."""
+        self.updates += 1
+        self.ema.update(model, step=self.updates)
+
+
+def make_ema(cfg: TrainConfig, model: nn.Module) -> Ema | None:
+    """The EMA of `model`'s weights, or None when --ema-decay is 0."""
+    return Ema(model, cfg.ema_decay) if cfg.ema_decay else None
 
 
 def class_weights(counts: list[int], mode: str) -> torch.Tensor | None:
@@ -143,8 +159,12 @@ def amp_context(device: torch.device, enabled: bool):
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
-    """Reseed torch (augmentations, dropout) from (seed, epoch, rank): a resumed epoch replays exactly."""
-    torch.manual_seed(seed * 1000 + epoch + 7919 * rank)
+    """Reseed every generator an epoch draws from, from (seed, epoch, rank): a resumed epoch replays exactly.
+    torch: torchvision transforms, dropout; numpy: timm's Mixup/CutMix; random: timm's random-resized-crop."""
+    value = seed * 1000 + epoch + 7919 * rank
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    random.seed(value)
 
 
 def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,

@@ -174,7 +174,7 @@ def resume(run: Run) -> State:
     run.scheduler.load_state_dict(saved["scheduler"])
     if run.ema is not None:
         run.ema.module.load_state_dict(saved["ema"])
-        run.ema.num_updates = int(saved["ema_updates"])
+        run.ema.updates = int(saved["ema_updates"])
     state = State(list(saved["history"]), saved["best_loss"], saved["best_epoch"], saved["bad_epochs"],
                   saved["stopped"], saved["epoch"])
     run.log(f"resuming after epoch {state.epoch} (best so far: epoch {state.best_epoch}, "
@@ -232,7 +232,7 @@ def _end_epoch(run: Run, state: State, row: dict) -> None:
             scheduler=run.scheduler.state_dict(), history=state.history, best_loss=state.best_loss,
             best_epoch=state.best_epoch, bad_epochs=state.bad_epochs, stopped=state.stopped,
             config=cfg.to_dict(), fingerprint=run.splits.fingerprint(),
-            **({"ema": run.ema.module.state_dict(), "ema_updates": run.ema.num_updates} if run.ema else {})))
+            **({"ema": run.ema.module.state_dict(), "ema_updates": run.ema.updates} if run.ema else {})))
     run.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  |  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  |  lr {row['lr']:.2e}  "
             f"{row['seconds']:.1f}s" + ("  * best" if improved else "")
@@ -267,7 +267,9 @@ def finish(run: Run, state: State) -> Path:
                         train_seconds=round(sum(h["seconds"] for h in history), 2))
         train_config = {"config": run.cfg.to_dict(), "versions": versions(), "dataset": run.splits.fingerprint(),
                         "run": run_info}
-        write_model_folder(run.out, run.net.cpu(), labels, run.data_config, metrics, preds, history, train_config)
+        # safetensors stores contiguous tensors only: channels_last (--amp) weights go back to NCHW first.
+        net = run.net.cpu().to(memory_format=torch.contiguous_format)
+        write_model_folder(run.out, net, labels, run.data_config, metrics, preds, history, train_config)
         run.log(report(metrics, run.out))
     distributed.barrier(run.world)
     return run.out
