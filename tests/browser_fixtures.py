@@ -43,12 +43,16 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def classified(page, labels: list[str]) -> str:
-    """Click Classify on the Classify tab; the top-classes text once a label shows."""
+def classified(page, labels: list[str], sent: str = "") -> str:
+    """Click Classify on the Classify tab (the request must carry `sent`, e.g. a sample's name); the top-classes
+    text once the answer shows, its progress timer gone."""
     page.get_by_role("tab", name="Classify").click()
-    page.get_by_role("button", name="Classify", exact=True).click()
+    with page.expect_request(lambda r: r.method == "POST" and "/queue/join" in r.url) as join:
+        page.get_by_role("button", name="Classify", exact=True).click()
+    assert sent in (join.value.post_data or "")
     pattern = "|".join(labels)
-    page.wait_for_function(f"() => /{pattern}/.test(document.querySelector('#top-classes').innerText)")
+    page.wait_for_function(f"() => {{ const t = document.querySelector('#top-classes').innerText; "
+                           f"return /{pattern}/.test(t) && !/[0-9][.][0-9]+s|processing|queue/i.test(t); }}")
     return page.locator("#top-classes").inner_text()
 
 
@@ -96,5 +100,5 @@ def use_every_tab(page, url: str, image: Path, example: tuple[int, str], labels:
     page.wait_for_function("() => [...document.querySelectorAll('#input-image img')]"
                            ".some(e => e.complete && e.naturalWidth > 0)")  # the sample's pixels were served
     shot(page, f"{prefix}4-examples")
-    assert any(name in classified(page, labels) for name in labels)  # the sample is now the input
+    assert any(name in classified(page, labels, example[1]) for name in labels)  # the sample is now the input
     shot(page, f"{prefix}5-example-classified")

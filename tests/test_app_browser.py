@@ -34,6 +34,6 @@ def test_banner_when_the_model_cannot_be_loaded(page):  # noqa: F811 - pytest fi
         banner = page.locator("#model-error")
         banner.wait_for()
         assert "could not be loaded" in banner.inner_text() and "repository not found" in banner.inner_text()
-        shot(page, "app-5-model-error")
+        shot(page, "app-6-model-error")
     finally:
         running.demo.close()
