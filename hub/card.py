@@ -23,6 +23,22 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _ci(m: dict, key: str) -> str:
+    """' (95% CI low-high)' of a metric's bootstrap interval, '' when there is none."""
+    ci = (m.get("intervals") or {}).get(key) or {}
+    return f" (95% CI {ci['low']:.3f}-{ci['high']:.3f})" if ci.get("low") is not None else ""
+
+
+SPLIT_TEXT = {"random": "random per class (images of one patient can be on both sides)",
+              "ordered": "ordered: per class, the last files in natural order (neighbouring slices stay together)",
+              "group": "by group: every patient or slide in one split only",
+              "explicit": "a separate validation folder (--val-data)"}
+
+
+def _split_text(split: dict | None) -> str:
+    return SPLIT_TEXT.get((split or {}).get("method"), "not recorded")
+
+
 def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> list[EvalResult]:
     split = "test" if "test" in results else "validation"
     m = results[split]
@@ -120,6 +136,10 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         faithfulness=metrics.get("faithfulness"),
         parent=parent,
         compared=_compared(parent, metrics, revision if repo_id else None),
+        split=metrics.get("split"),
+        split_text=_split_text(metrics.get("split")),
+        leakage=metrics.get("leakage"),
+        ci=_ci,
         fmt=_fmt,
         timm_id=timm_id,
         load_id=load_id,

@@ -15,13 +15,14 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from app_fixtures import LABELS, ROOT, SCORECAM_K, launch, random_model_folder
+from app_fixtures import LABELS, ROOT, SCORECAM_K, free_port, launch, random_model_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -436,13 +437,32 @@ def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
             serve_parser().parse_args(bad)
 
 
-def test_app_help_runs_from_the_repository(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "space" / "app.py"), "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+def test_python_m_space_serves_a_model_folder(random_model, tmp_path):
+    """`python -m space --model DIR` from the repository root: the help, then a real start answering HTTP 200."""
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "space", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
     assert done.returncode == 0, done.stderr
-    for flag in ("--model", "--revision", "--port", "--host", "--share", "--scorecam-channels"):
+    for flag in ("--model", "--revision", "--port", "--host", "--share", "--max-channels"):
         assert flag in done.stdout
+    port = free_port()
+    log = (tmp_path / "app.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "space", "--model", str(random_model), "--port", str(port)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline, status = time.time() + 180, None
+        while time.time() < deadline and status is None and proc.poll() is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status
+            except OSError:
+                time.sleep(1)
+        assert status == 200, (tmp_path / "app.log").read_text()[-2000:]
+        assert f"serving {random_model}" in (tmp_path / "app.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_memory_tuning_takes_effect_on_glibc():

@@ -65,6 +65,41 @@ def animated_gif(path: Path) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:])
 
 
+def dicom(edit: Callable) -> Callable[[Path], None]:
+    """Write a small uncompressed DICOM file, changed by `edit(dataset)` before saving."""
+    def write(path: Path) -> None:
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.set_pixel_data(np.arange(64, dtype=np.uint16).reshape(8, 8), "MONOCHROME2", 16)
+        edit(ds)
+        ds.save_as(path, enforce_file_format=True)
+    return write
+
+
+def no_pixels(ds) -> None:
+    del ds.PixelData
+
+
+def zero_size(ds) -> None:
+    ds.Rows, ds.Columns, ds.PixelData = 0, 0, b""
+
+
+def groups_csv(extra_rows: tuple[str, ...] = (), drop: int = 0) -> Callable:
+    """A --groups CSV for `dataset(ctx)`: one group per file, minus the first `drop` files, plus extra rows."""
+    def make(ctx):
+        root = dataset(ctx)
+        rows = [f"{p.relative_to(root).as_posix()},patient{i}" for i, p in enumerate(sorted(root.rglob("*.png")))]
+        path = ctx.tmp / "groups.csv"
+        path.write_text("path,group\n" + "\n".join([*rows[drop:], *extra_rows]) + "\n")
+        return path
+    return make
+
+
 def dataset(ctx, **changes) -> Path:
     """A valid 3-class dataset (4 images each) with folders changed by `changes` (name -> None/'corrupt'/'rename:x')."""
     root = make_dataset(ctx.tmp / "data", classes=3, per_class=4, size=32, seed=0)
@@ -181,6 +216,10 @@ ROWS = {
     "html named .jpg": Row("image", file_with("page.jpg", lambda p: p.write_text("<html><b>x</b></html>")),
                            "not an image file"),
     "truncated jpeg": Row("image", file_with("cut.jpg", truncated_jpeg), "corrupt or truncated"),
+    "dicom without pixel data": Row("image", file_with("report.dcm", dicom(no_pixels)), "no pixel data"),
+    "dicom of 0 x 0 pixels": Row("image", file_with("empty.dcm", dicom(zero_size)), "zero size (0x0)"),
+    "dicom with a corrupt header": Row("image", file_with("broken.dcm", lambda p: p.write_bytes(
+        b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f garbage")), "DICOM"),
     "30000x30000 png": Row("image", file_with("huge.png", lambda p: Image.new("1", (30000, 30000)).save(p)),
                            "too large"),
     "directory as image": Row("image", lambda ctx: ctx.tmp, "is a directory, not an image file"),
@@ -210,6 +249,19 @@ ROWS = {
                                           "contains '\\\\'"),
     "val classes differ": Row("train", train_args("--val-data", lambda ctx: dataset_copy(ctx, ring="rename:oval")),
                               "class folders of --val-data differ from --data"),
+    "--group-pattern matches nothing": Row("train", train_args("--split", "group", "--group-pattern", "patient(\\d+)"),
+                                           "--group-pattern 'patient(\\\\d+)' matches none of the 12 files"),
+    "--group-pattern one group": Row("train", train_args("--split", "group", "--group-pattern", "(png)$"),
+                                     "puts all 12 files in one group"),
+    "--groups missing files": Row("train", train_args("--split", "group", "--groups", groups_csv(drop=2)),
+                                  "2 image(s) of --data are not listed"),
+    "--groups unknown files": Row("train", train_args("--split", "group", "--groups",
+                                                      groups_csv(extra_rows=("ring/ghost.png,p9",))),
+                                  "row(s) name files that are not in --data (e.g. 'ring/ghost.png'"),
+    "split leaves a class without validation": Row("train", train_args("--split", "group", "--group-pattern",
+                                                                       "^([^/]+)/"), "after the group split"),
+    "--split group without groups": Row("train", train_args("--split", "group"),
+                                        "--split group needs a group for every image"),
     "--img-size 0": Row("train", train_args("--img-size", "0"), "--img-size must be at least 32"),
     "--epochs -1": Row("train", train_args("--epochs", "-1"), "--epochs must be at least 1"),
     "--val-split 1.5": Row("train", train_args("--val-split", "1.5"), "--val-split"),

@@ -13,7 +13,9 @@ from train.config import RECIPES, build_config
 FLAGS = ["--data", "--val-data", "--test-data", "--val-split", "--recipe", "--epochs", "--img-size", "--batch-size",
          "--lr", "--optimizer", "--weight-decay", "--unfreeze", "--class-weights", "--dropout", "--patience", "--seed",
          "--workers", "--pretrained", "--no-pretrained", "--init", "--device", "--amp", "--out", "--resume",
-         "--push-to", "--tag", "--init-head", "--mean", "--std", "--interpolation"]
+         "--push-to", "--tag", "--split", "--group-pattern", "--groups", "--leakage-check", "--scale-min",
+         "--label-smoothing", "--mixup", "--cutmix", "--ema-decay", "--warmup-epochs", "--tta", "--homepage", "--tags",
+         "--init-head", "--mean", "--std", "--interpolation"]
 
 
 def test_help_documents_every_flag_with_defaults():
@@ -28,7 +30,7 @@ def test_help_documents_every_flag_with_defaults():
     assert synth.returncode == 0 and "--per-class" in synth.stdout
 
 
-def test_her2_recipe_is_the_first_seed():
+def test_her2_recipe_defaults():
     cfg = build_config("her2", data="d")
     assert (cfg.pretrained, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.min_lr) == \
         (True, "adam", 1e-3, 1e-4, 20, 1e-6)
@@ -64,6 +66,16 @@ def test_mri_recipe_and_overrides():
     (dict(mean=(0.5, 0.5)), "--mean takes three comma-separated numbers"),
     (dict(std=(0.2, 0.0, 0.2)), "all positive"),
     (dict(interpolation="cubic"), "--interpolation must be one of bicubic, bilinear, nearest"),
+    (dict(split="patients"), "--split must be one of random, ordered, group"),
+    (dict(group_pattern="(p\\d+)"), "--group-pattern and --groups only apply with --split group"),
+    (dict(split="group", group_pattern="x", group_csv="g.csv"), "either --group-pattern or --groups"),
+    (dict(scale_min=0.0), "--scale-min must be in"),
+    (dict(label_smoothing=1.0), "--label-smoothing"),
+    (dict(mixup=-1.0), "--mixup and --cutmix"),
+    (dict(ema_decay=1.0), "--ema-decay must be in"),
+    (dict(epochs=3, warmup_epochs=3), "--warmup-epochs must be >= 0 and below --epochs"),
+    (dict(homepage="github.com/me"), "--homepage must be an http"),
+    (dict(tags=("ok", "not ok")), "--tags takes a comma list"),
 ])
 def test_bad_options(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -167,8 +167,9 @@ def test_readme_retrain_pushes_v2_with_lineage(published, hub_token, tmp_path, c
     assert published.commit in card.text and f"retrained from `{repo}@v1`" in card.text
     rows = [line for line in card.text.splitlines() if line.startswith(("| `" + repo + "@v1` (parent)", "| `v2`"))]
     assert len(rows) == 2, rows
-    assert f"| {metrics['parent_test']['accuracy']:.4f} |" in rows[0]
-    assert f"| {metrics['test']['accuracy']:.4f} |" in rows[1]
+    for row, m in zip(rows, (metrics["parent_test"], metrics["test"])):  # accuracy with its bootstrap interval
+        ci = m["intervals"]["accuracy"]
+        assert f"| {m['accuracy']:.4f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}) |" in row
     assert "| `v1` (parent) |" in card.text  # the earlier-revisions table marks the parent
 
 

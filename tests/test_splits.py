@@ -162,8 +162,8 @@ GOOD_ROWS = "a/p1_1.png,P1\na/p1_2.png,P1\na/p2_1.png,P2\nb/p3_1.png,P3\n"
 
 
 @pytest.mark.parametrize("content,message", [
-    (None, r"--group-csv .*groups\.csv: no such file"),
-    (b"path,group\n\xff\xfe,x\n", r"--group-csv .*: cannot read it \(.*codec.*\); pass a UTF-8 CSV file"),
+    (None, r"--groups .*groups\.csv: no such file"),
+    (b"path,group\n\xff\xfe,x\n", r"--groups .*: cannot read it \(.*codec.*\); pass a UTF-8 CSV file"),
     ("", r"the first row must be the header 'path,group', got 'an empty file'"),
     ("file,patient\n" + GOOD_ROWS, r"the first row must be the header 'path,group', got 'file,patient'"),
     ("path,group\n" + GOOD_ROWS + "b/x.png,P4,extra\n", r"line 6 has 3 field\(s\), expected 2 \(path,group\)"),
@@ -189,7 +189,7 @@ def test_groups_from_csv_errors(patient_files, tmp_path, content, message):
 
 def test_groups_from_csv_that_is_a_folder(patient_files, tmp_path):
     root, paths = patient_files
-    with pytest.raises(DataError, match=r"--group-csv .*: cannot read it"):
+    with pytest.raises(DataError, match=r"--groups .*: cannot read it"):
         groups_from_csv(tmp_path, paths, root)
 
 

@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from hub.errors import ConfigError, DataError, OutputError, PublishError, WeightsError
-from train.config import OPTIMIZERS, RECIPES, UNFREEZABLE, TrainConfig, build_config
+from train.config import OPTIMIZERS, RECIPES, SPLITS, UNFREEZABLE, TrainConfig, build_config
 
 DEFAULTS = TrainConfig(data="<required>")
 
@@ -50,6 +50,18 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--test-data", metavar="DIR", help="held-out test images, evaluated once at the end")
     g.add_argument("--val-split", type=float, metavar="F",
                    help=f"share of --data for validation without --val-data{_d('val_split')}")
+    g.add_argument("--split", choices=SPLITS,
+                   help="how --val-split is drawn: random (per class; leaks when a patient has several images), "
+                        "ordered (per class, the last files in natural order: neighbouring slices stay together), "
+                        f"group (whole patients/slides: --group-pattern, --groups or DICOM PatientID){_d('split')}")
+    g.add_argument("--group-pattern", metavar="REGEX",
+                   help="--split group: the group of a file is the regex's first capture group on its path "
+                        "relative to --data, e.g. '^[^/]+/(\\w+?)_' for <class>/<patient>_<n>.png")
+    g.add_argument("--groups", dest="group_csv", metavar="FILE.csv",
+                   help="--split group: a CSV with the header path,group (paths relative to --data)")
+    g.add_argument("--leakage-check", action=argparse.BooleanOptionalAction,
+                   help="report near-duplicate images across train/val/test (perceptual hash) in metrics.json "
+                        "and the card (default: on)")
     g = p.add_argument_group("recipe (each flag overrides the recipe)")
     g.add_argument("--recipe", default="her2", choices=sorted(RECIPES),
                    help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, SGD, balanced classes "
@@ -71,6 +83,17 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rotation", type=float, metavar="DEG", help=f"random rotation range{_d('rotation')}")
     g.add_argument("--color-jitter", type=float, help=f"brightness/contrast/saturation jitter{_d('color_jitter')}")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, help=f"random horizontal flips{_d('hflip')}")
+    g.add_argument("--scale-min", type=float, metavar="F",
+                   help=f"below 1: timm random-resized-crop over (F, 1) of the image{_d('scale_min')}")
+    g.add_argument("--label-smoothing", type=float, metavar="F", help=f"label smoothing{_d('label_smoothing')}")
+    g.add_argument("--mixup", type=float, metavar="ALPHA", help=f"Mixup alpha, 0 = off (timm.data.Mixup){_d('mixup')}")
+    g.add_argument("--cutmix", type=float, metavar="ALPHA", help=f"CutMix alpha, 0 = off{_d('cutmix')}")
+    g.add_argument("--ema-decay", type=float, metavar="D",
+                   help=f"EMA of the weights (timm ModelEmaV3), evaluated and published; 0 = off{_d('ema_decay')}")
+    g.add_argument("--warmup-epochs", type=int, metavar="N",
+                   help=f"linear warmup before the cosine{_d('warmup_epochs')}")
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction,
+                   help=f"flip test-time augmentation at evaluation{_d('tta')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (default: yes in both recipes)")

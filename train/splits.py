@@ -36,6 +36,20 @@ def _n_val(n: int, fraction: float) -> int:
     return 0 if n < 2 else min(n - 1, max(1, int(round(n * fraction))))
 
 
+def random_split(files: Mapping[str, Sequence[Path]], classes: Sequence[str], fraction: float,
+                 seed: int) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Seeded per-class random split (leaks when one patient has several images: see the module doc)."""
+    rng = np.random.default_rng(seed)
+    train, val = {}, {}
+    for c in classes:
+        ps = list(files[c])
+        order = rng.permutation(len(ps))
+        n_val = 0 if len(ps) < 2 else max(1, int(round(len(ps) * fraction)))
+        val[c] = [ps[i] for i in sorted(order[:n_val])]
+        train[c] = [ps[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
 def ordered_split(files: Mapping[str, Sequence[Path]], classes: Sequence[str],
                   fraction: float) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
     """Per class, the last `fraction` of files in natural order to val (at least one when a class has two)."""
@@ -58,7 +72,7 @@ def group_split(files: Mapping[str, Sequence[Path]], classes: Sequence[str], gro
     missing = [p for c in classes for p in files[c] if p not in groups]
     if missing:
         raise DataError(f"{len(missing)} image(s) have no group (e.g. {missing[0]}); every image needs one "
-                        "(--group-pattern or --group-csv)")
+                        "(--group-pattern or --groups)")
     names = sorted({groups[p] for c in classes for p in files[c]}, key=natural_key)
     row = {g: i for i, g in enumerate(names)}
     counts = np.zeros((len(names), len(classes)), dtype=np.int64)  # images of each group in each class
@@ -121,13 +135,27 @@ def groups_from_pattern(paths: Iterable[Path], root: Path, regex: str) -> dict[P
     if unmatched:
         raise DataError(f"--group-pattern {regex!r} does not match {len(unmatched)} of {len(paths)} files "
                         f"(e.g. '{Path(unmatched[0]).relative_to(root).as_posix()}'); every image needs a group: "
-                        "widen the pattern or use --group-csv")
+                        "widen the pattern or use --groups FILE.csv")
     return _check_groups(groups, f"--group-pattern {regex!r}")
+
+
+def groups_from_dicom(paths: Sequence[Path]) -> dict[Path, str]:
+    """Group of each file from its DICOM PatientID (a one-way hash: the id itself is never kept or shown)."""
+    from hub.dicom import patient_group
+
+    paths = list(paths)
+    groups = {p: g for p in paths if (g := patient_group(p)) is not None}
+    if len(groups) < len(paths):
+        missing = [p for p in paths if p not in groups]
+        raise DataError(f"--split group needs a group for every image: give --group-pattern REGEX or "
+                        f"--groups FILE.csv ({len(missing)} of {len(paths)} images are not DICOM files with a "
+                        f"PatientID, e.g. {missing[0]})")
+    return _check_groups(groups, "DICOM PatientID")
 
 
 def groups_from_csv(csv_path: Path, paths: Iterable[Path], root: Path) -> dict[Path, str]:
     """Group of each file from a CSV with header 'path,group' (paths relative to root, '/'-separated)."""
-    where = f"--group-csv {csv_path}"
+    where = f"--groups {csv_path}"
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM written by Excel
             rows = list(csv.reader(f))

@@ -18,19 +18,27 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 import numpy as np
 from torch import nn
 
 from hub.explain.cam import MaxChannels
-from hub.explain.explanation import explain
+from hub.explain.explanation import Explanation, explain
 from hub.files import write_atomic
-from hub.images import ImageError, find_images, load_image
+from hub.images import ImageError, ImageInput, find_images, load_image
 from hub.model import labels_of, resolve_target
 
-if TYPE_CHECKING:  # a Classifier (hub.classifier, a layer above) is passed in, never imported at run time
-    from hub.classifier import Classifier
+
+class Explainer(Protocol):
+    """What the batch needs of a model: its labels and `explain` (a `hub.Classifier` is one). An interface
+    rather than the class, because the Classifier sits a layer above the explanation engine."""
+
+    labels: list[str]
+
+    def explain(self, image: ImageInput, method: str = ..., target: int | str | None = ...,
+                max_channels: MaxChannels = ..., **options) -> Explanation: ...
+
 
 COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method", "mode", "masked_passes",
            "target", "target_probability", "faithfulness", "seconds", "overlay", "error")
@@ -84,7 +92,7 @@ def overlay_name(index: int, path: Path, method: str) -> str:
     return f"{index:05d}_{path.stem}.{method}.png"
 
 
-def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str], out: str | Path,
+def explain_images(clf: Explainer, items: Sequence[Item], methods: Sequence[str], out: str | Path,
                    max_channels: MaxChannels = "auto", target: Optional[str] = None, true_class: bool = False,
                    opacity: float = 0.5, progress: bool = True, **options) -> list[dict]:
     """Explain every item with every method; write overlays and the CSV under `out`; return the rows.
