@@ -6,7 +6,8 @@ one-line `error:` with exit code 2, never a traceback; and no file that existed 
 or lost. Surfaces:
 
 - image: `hub.images.load_image`, and the same file uploaded to the app (`handlers.classify`)
-- train: `python -m train` (its `main`), with --out pointing at an earlier model folder
+- train: `python -m train` (its `main`), with --out pointing at an earlier model folder (bad `--init`
+  parents on the test Hub included)
 - model: `hub.from_pretrained` on a local folder, and the app started on it (`serving.load`)
 - repo: `hub.from_pretrained` / `hub.publish.push` against the test Hub
 - app: the app's request handlers (what /classify, /gradcam, /scorecam call)
@@ -149,7 +150,8 @@ def pickle_only(folder: Path) -> None:
 
 
 def repo(kind: str) -> Callable:
-    """A repo source on the test Hub: 'missing', a 'rev' that does not exist, or a 'pickle'-only repo."""
+    """A repo source on the test Hub: 'missing', a 'rev' that does not exist, a 'pickle'-only repo, a 'private'
+    one (with no token left to read it) or a 'resnet18' one."""
     def make(ctx):
         from huggingface_hub import HfApi
 
@@ -158,13 +160,20 @@ def repo(kind: str) -> Callable:
         if kind == "missing":
             return repo_id
         api = HfApi()
-        api.create_repo(repo_id)
+        api.create_repo(repo_id, private=kind == "private")
         if kind == "pickle":
             api.upload_file(path_or_fileobj=(ctx.model / "config.json").read_bytes(), path_in_repo="config.json",
                             repo_id=repo_id)
             api.upload_file(path_or_fileobj=b"\x80\x04 pickle", path_in_repo="pytorch_model.bin", repo_id=repo_id)
             return repo_id
+        if kind == "resnet18":
+            folder = random_model_folder(ctx.tmp / "resnet18", size=32, arch="resnet18")
+            api.upload_folder(folder_path=str(folder), repo_id=repo_id)
+            return repo_id
         api.upload_folder(folder_path=str(ctx.model), repo_id=repo_id)
+        if kind == "private":
+            ctx.request.getfixturevalue("monkeypatch").delenv("HF_TOKEN")
+            return repo_id
         return f"{repo_id}@v99"
     return make
 
@@ -296,6 +305,17 @@ ROWS = {
     "--init a pickle": Row("train", train_args("--init", "weights.pth"), "pickled checkpoints are never loaded"),
     "--init missing file": Row("train", train_args("--init", lambda ctx: ctx.tmp / "none.safetensors"),
                                "none.safetensors"),
+    "--init repo that does not exist": Row("train", train_args("--init", repo("missing")),
+                                           "repository not found on the Hub"),
+    "--init revision that does not exist": Row("train", train_args("--init", repo("rev")),
+                                               "revision 'v99' not found"),
+    "--init private repo without a token": Row("train", train_args("--init", repo("private")),
+                                               "or it is private and no valid token was given: set HF_TOKEN"),
+    "--init pickle-only repo": Row("train", train_args("--init", repo("pickle")), "pickled weights are never loaded"),
+    "--init repo of another architecture": Row("train", train_args("--init", repo("resnet18")),
+                                               "the parent is a resnet18 but this run trains a resnet50 (--arch)"),
+    "--init-head unknown": Row("train", train_args("--init", lambda ctx: ctx.model, "--init-head", "fresh"),
+                               "--init-head must be 'keep' (carry the head over by label name) or 'reset'"),
     # model folders
     "config num_classes wrong": Row("model", model_folder(edit_config(num_classes=7)),
                                     "num_classes=7 but the weights have 3"),

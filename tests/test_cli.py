@@ -14,7 +14,8 @@ FLAGS = ["--data", "--val-data", "--test-data", "--val-split", "--recipe", "--ep
          "--lr", "--optimizer", "--weight-decay", "--unfreeze", "--class-weights", "--dropout", "--patience", "--seed",
          "--workers", "--pretrained", "--no-pretrained", "--init", "--device", "--amp", "--out", "--resume",
          "--push-to", "--tag", "--split", "--group-pattern", "--groups", "--leakage-check", "--scale-min",
-         "--label-smoothing", "--mixup", "--cutmix", "--ema-decay", "--warmup-epochs", "--tta", "--homepage", "--tags"]
+         "--label-smoothing", "--mixup", "--cutmix", "--ema-decay", "--warmup-epochs", "--tta", "--homepage", "--tags",
+         "--init-head", "--mean", "--std", "--interpolation"]
 
 
 def test_help_documents_every_flag_with_defaults():
@@ -59,6 +60,12 @@ def test_mri_recipe_and_overrides():
     (dict(init="weights.pth"), "pickled checkpoints are never loaded"),
     (dict(tag="v1"), "--tag only makes sense with --push-to"),
     (dict(data=""), "--data is required"),
+    (dict(init="model.onnx"), "not a model folder, a .safetensors file or a Hub repo id"),
+    (dict(init="org/repo", init_head="fresh"), "--init-head must be 'keep'"),
+    (dict(init_head="reset"), "--init-head reset needs --init"),
+    (dict(mean=(0.5, 0.5)), "--mean takes three comma-separated numbers"),
+    (dict(std=(0.2, 0.0, 0.2)), "all positive"),
+    (dict(interpolation="cubic"), "--interpolation must be one of bicubic, bilinear, nearest"),
     (dict(split="patients"), "--split must be one of random, ordered, group"),
     (dict(group_pattern="(p\\d+)"), "--group-pattern and --groups only apply with --split group"),
     (dict(split="group", group_pattern="x", group_csv="g.csv"), "either --group-pattern or --groups"),
@@ -75,6 +82,17 @@ def test_bad_options(override, message):
         build_config("her2", **{"data": "d", **override})
     with pytest.raises(ConfigError, match="unknown --recipe"):
         build_config("cats", data="d")
+
+
+def test_init_model_keeps_its_input_size_unless_given():
+    assert build_config("her2", data="d", init="org/repo@v1").img_size is None  # None: the parent's size
+    assert build_config("her2", data="d", init="org/repo@v1", img_size=96).img_size == 96
+    assert build_config("her2", data="d", init="w.safetensors").img_size == 224  # a bare file has no size
+    args = vars(parser().parse_args(["--data", "d", "--init", "org/repo@0123abc", "--mean", "0.5,0.4,0.3",
+                                     "--interpolation", "bilinear"]))
+    cfg = build_config(args.pop("recipe"), **args)
+    assert (cfg.init, cfg.init_is_model, cfg.mean, cfg.interpolation) == \
+        ("org/repo@0123abc", True, (0.5, 0.4, 0.3), "bilinear")
 
 
 @pytest.mark.parametrize("argv,message", [

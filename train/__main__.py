@@ -21,6 +21,14 @@ def comma_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def floats(text: str) -> tuple[float, ...]:
+    """A comma list of numbers (--mean, --std)."""
+    try:
+        return tuple(float(part) for part in comma_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 0.5,0.5,0.5, got {text!r}") from None
+
+
 def _d(name: str) -> str:
     """Help suffix with the default of the her2 recipe and, where it differs, of mri."""
     her2, mri = RECIPES["her2"].get(name, getattr(DEFAULTS, name)), RECIPES["mri"].get(name, getattr(DEFAULTS, name))
@@ -59,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
                    help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, SGD, balanced classes "
                         "(default: her2)")
     g.add_argument("--epochs", type=int, help=f"maximum epochs{_d('epochs')}")
-    g.add_argument("--img-size", type=int, metavar="PX", help=f"square input size{_d('img_size')}")
+    g.add_argument("--img-size", type=int, metavar="PX",
+                   help=f"square input size (recipes: {RECIPES['her2']['img_size']}; with --init MODEL: the parent's)")
     g.add_argument("--batch-size", type=int, help=f"images per step{_d('batch_size')}")
     g.add_argument("--lr", type=float, help=f"initial learning rate (cosine to --min-lr){_d('lr')}")
     g.add_argument("--min-lr", type=float, help=f"final learning rate{_d('min_lr')}")
@@ -88,9 +97,18 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (default: yes in both recipes)")
-    g.add_argument("--init", metavar="PATH.safetensors", help="start from local weights instead (head re-initialised)")
+    g.add_argument("--init", metavar="MODEL",
+                   help="retrain a model instead: a model folder or org/repo[@rev] (tag, branch or commit; "
+                        "head rows carried over by label name, preprocessing kept), or PATH.safetensors "
+                        "(backbone weights; the head too when its shape fits)")
+    g.add_argument("--init-head", metavar="keep|reset",
+                   help="keep: carry the --init model's head over by label name; reset: a fresh head (default: keep)")
     g.add_argument("--arch", help=f"timm architecture{_d('arch')}")
     g.add_argument("--pretrained-tag", help=f"timm weight tag for --pretrained{_d('pretrained_tag')}")
+    g = p.add_argument_group("preprocessing (default: the --init model's, else the ImageNet weights')")
+    g.add_argument("--mean", type=floats, metavar="R,G,B", help="normalisation mean per channel")
+    g.add_argument("--std", type=floats, metavar="R,G,B", help="normalisation standard deviation per channel")
+    g.add_argument("--interpolation", metavar="MODE", help="resize interpolation: bicubic, bilinear or nearest")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, help=f"random seed (splits, init, augmentation){_d('seed')}")
     g.add_argument("--workers", type=int, help=f"data-loading processes{_d('workers')}")

@@ -6,6 +6,7 @@ argparse lives in `train/__main__.py` only; everything here is plain data and va
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from hub.errors import ConfigError
@@ -13,6 +14,9 @@ from hub.errors import ConfigError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SPLITS = ("random", "ordered", "group")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+INIT_HEADS = ("keep", "reset")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Names of ResNet children that --unfreeze may list ("all" trains everything).
 UNFREEZABLE = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 
@@ -34,9 +38,15 @@ class TrainConfig:
     # Which ImageNet weights `--pretrained` fetches through timm (hf-hub: timm/<arch>.<tag>).
     pretrained_tag: str = "a1_in1k"
     pretrained: bool = True
+    # A model folder, "org/repo[@rev]" (a retrain: head rows carried over by label name, preprocessing
+    # kept) or a .safetensors file (backbone weights only).
     init: str | None = None
+    init_head: str = "keep"              # reset: a fresh head even when the classes match
     epochs: int = 20
-    img_size: int = 224
+    img_size: int | None = 224           # None: the initial model's own input size (a retrain keeps it)
+    mean: tuple[float, ...] | None = None  # None: the initial model's normalisation and interpolation
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
     batch_size: int = 32
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -81,7 +91,7 @@ class TrainConfig:
             yield "--data is required: a folder with one sub-folder of images per class"
         if self.epochs < 1:
             yield f"--epochs must be at least 1 (got {self.epochs})"
-        if self.img_size < 32:
+        if self.img_size is not None and self.img_size < 32:
             yield f"--img-size must be at least 32 pixels for a ResNet (got {self.img_size})"
         if self.batch_size < 1:
             yield f"--batch-size must be at least 1 (got {self.batch_size})"
@@ -117,8 +127,14 @@ class TrainConfig:
         if bad or not self.unfreeze:
             yield (f"--unfreeze takes 'all' or a comma list of {','.join(UNFREEZABLE)} "
                    f"(got {','.join(self.unfreeze) or 'nothing'})")
-        if self.init is not None and not self.init.endswith(".safetensors"):
-            yield f"--init must be a .safetensors file (got {self.init}); pickled checkpoints are never loaded"
+        yield from self._init_problems()
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 3 or (name == "std" and min(value) <= 0)):
+                yield (f"--{name} takes three comma-separated numbers, one per RGB channel"
+                       f"{', all positive' if name == 'std' else ''} (got {','.join(map(str, value))})")
+        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
+            yield f"--interpolation must be one of {', '.join(INTERPOLATIONS)} (got {self.interpolation!r})"
         if self.homepage is not None and not self.homepage.startswith(("https://", "http://")):
             yield f"--homepage must be an http(s) URL (got {self.homepage!r})"
         bad_tags = [t for t in self.tags if not t or not all(c.isalnum() or c in "-_." for c in t)]
@@ -133,6 +149,34 @@ class TrainConfig:
         if self.tag is not None and self.push_to is None:
             yield "--tag only makes sense with --push-to REPO_ID"
 
+    def _init_problems(self):
+        if self.init_head not in INIT_HEADS:
+            yield (f"--init-head must be 'keep' (carry the head over by label name) or 'reset' (a fresh head), "
+                   f"got {self.init_head!r}")
+        elif self.init_head != "keep" and self.init is None:
+            yield f"--init-head {self.init_head} needs --init MODEL (a folder, org/repo[@rev] or a .safetensors file)"
+        if self.init is None:
+            return
+        from hub.loading import is_repo_id, split_revision
+
+        source, _ = split_revision(self.init)
+        if self.init.lower().endswith(PICKLE_SUFFIXES):
+            yield (f"--init {self.init}: pickled checkpoints are never loaded (unpickling runs arbitrary code); "
+                   "pass a model folder, org/repo[@rev] or a .safetensors file")
+        elif not (self.init_is_file or Path(source).is_dir() or is_repo_id(source)):
+            yield (f"--init {self.init}: not a model folder, a .safetensors file or a Hub repo id; "
+                   "pass a model folder, org/repo[@rev] (tag, branch or commit) or a .safetensors file")
+
+    @property
+    def init_is_file(self) -> bool:
+        """--init names a bare .safetensors file (backbone weights, no labels or preprocessing)."""
+        return is_weights_file(self.init)
+
+    @property
+    def init_is_model(self) -> bool:
+        """--init names a model (folder or Hub revision): a retrain that keeps what it can of it."""
+        return self.init is not None and not self.init_is_file
+
     @property
     def model_name(self) -> str:
         """timm name of the initial weights, e.g. resnet50.a1_in1k."""
@@ -141,6 +185,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def is_weights_file(init: str | None) -> bool:
+    """True when --init names a bare .safetensors file rather than a model folder or Hub revision."""
+    return init is not None and init.endswith(".safetensors")
 
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -170,5 +219,8 @@ def build_config(recipe: str = "her2", **overrides: Any) -> TrainConfig:
     unknown = set(overrides) - known
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**RECIPES[recipe], **given}
+    if "img_size" not in given and "init" in given and not is_weights_file(given["init"]):
+        values["img_size"] = None  # a retrain keeps its parent's input size unless --img-size says otherwise
     return TrainConfig(recipe=recipe, **values)

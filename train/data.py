@@ -237,16 +237,21 @@ class ImageDataset(Dataset):
         raise DataError("every image of the split became unreadable during training")
 
 
-def eval_data_config(model: torch.nn.Module, img_size: int) -> dict:
-    """The model's own preprocessing (mean, std, interpolation) at `img_size`, whole image, no crop.
+def eval_data_config(model: torch.nn.Module, img_size: int | None, mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None, interpolation: str | None = None) -> dict:
+    """The model's own preprocessing (input size, mean, std, interpolation) with the run's overrides, no crop.
 
-    'squash' resizes the full image to img_size x img_size: nothing at the border is cropped away
-    (evidence can sit anywhere in a patch or slice), and a heatmap maps back by a plain resize.
+    An override left as None keeps the model's value: a retrain starts from its parent's
+    preprocessing (train.parent.start_from put it on the model). 'squash' resizes the full image to
+    the input size: nothing at the border is cropped away (evidence can sit anywhere in a patch or
+    slice), and a heatmap maps back by a plain resize.
     """
     from timm.data import resolve_model_data_config
 
     base = resolve_model_data_config(model)
-    return {**base, "input_size": (3, img_size, img_size), "crop_pct": 1.0, "crop_mode": "squash"}
+    given = {"mean": tuple(mean) if mean else None, "std": tuple(std) if std else None, "interpolation": interpolation,
+             "input_size": (3, img_size, img_size) if img_size else None}
+    return {**base, **{k: v for k, v in given.items() if v is not None}, "crop_pct": 1.0, "crop_mode": "squash"}
 
 
 # What a trained model's pretrained_cfg keeps from its starting point: how to feed and read it.

@@ -23,29 +23,30 @@ SYNC_EVERY = 10
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """timm model with a fresh `num_classes` head, initialised from ImageNet, `--init`, or scratch."""
+    """timm model with a fresh `num_classes` head, from ImageNet, an `--init` file, or scratch.
+
+    With `--init MODEL` (a retrain) this is the fresh model that `train.parent.start_from` fills in.
+    """
     import timm
 
     kwargs = dict(num_classes=num_classes, drop_rate=cfg.dropout)
-    if cfg.init:
+    if cfg.init or not cfg.pretrained:
         model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
-        _load_init(model, cfg.init)
-    elif cfg.pretrained:
-        try:
-            model = timm.create_model(cfg.model_name, pretrained=True, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - network, auth, missing file: all end the same way for the user
-            raise WeightsError(
-                f"could not download the ImageNet weights '{cfg.model_name}' through timm "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
-                "Train from scratch with --no-pretrained, or pass local weights with "
-                "--init PATH.safetensors") from None
-    else:
-        model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
-    return model
+        if cfg.init_is_file:
+            _load_init(model, cfg.init, keep_head=cfg.init_head == "keep")
+        return model
+    try:
+        return timm.create_model(cfg.model_name, pretrained=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing file: all end the same way for the user
+        raise WeightsError(
+            f"could not download the ImageNet weights '{cfg.model_name}' through timm "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
+            "Train from scratch with --no-pretrained, start from local weights with --init PATH.safetensors, "
+            "or retrain a model with --init FOLDER or --init org/repo@REV") from None
 
 
-def _load_init(model: nn.Module, path: str) -> None:
-    """Load a backbone from safetensors, skipping the classifier when its shape differs."""
+def _load_init(model: nn.Module, path: str, keep_head: bool) -> None:
+    """Load a backbone from safetensors; the classifier too when `keep_head` and its shape fits."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -55,9 +56,11 @@ def _load_init(model: nn.Module, path: str) -> None:
         raise WeightsError(f"--init {path}: no such file") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"--init {path}: not a readable safetensors file ({exc})") from None
+    head = model.pretrained_cfg.get("classifier", "fc")
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in usable and not k.startswith(model.pretrained_cfg.get("classifier", "fc"))]
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
+              and (keep_head or not k.startswith(f"{head}."))}
+    missing = [k for k in own if k not in usable and not k.startswith(head)]
     if missing:
         raise WeightsError(f"--init {path}: does not fit {model.pretrained_cfg.get('architecture')} "
                            f"({len(missing)} backbone tensors missing or of another shape, e.g. {missing[0]})")

@@ -79,7 +79,7 @@ def write_model_folder(out: Path, model: torch.nn.Module, labels: list[str], dat
 def report(metrics: dict, out: Path) -> str:
     """The final table: per-class and overall metrics of each split, and how to use the folder."""
     lines = []
-    for split, m in ((s, metrics[s]) for s in ("validation", "test") if s in metrics):
+    for split, m in ((s, metrics[s]) for s in ("validation", "test", "parent_test") if s in metrics):
         lines.append(f"\n{split} ({m['n']} images): accuracy {m['accuracy']:.4f}{_ci(m, 'accuracy')}  "
                      f"macro F1 {m['f1_macro']:.4f}{_ci(m, 'f1_macro')}  macro AUC {_f(m['auc_macro'])}"
                      f"{_ci(m, 'auc_macro')}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}")

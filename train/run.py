@@ -17,8 +17,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from hub.classifier import Classifier
 from hub.device import needs_grad_scaler, pick_device
-from train import checkpoint, distributed, engine
+from train import checkpoint, distributed, engine, parent
 from train.config import TrainConfig
 from train.data import ImageDataset, build_splits, eval_data_config, train_transform, trained_pretrained_cfg
 from train.leakage import leakage_report
@@ -53,6 +54,8 @@ class Run:
     leakage: dict | None = None     # near-duplicates across splits (train.leakage), rank 0 only
     mixup: object = None            # timm Mixup/CutMix, or None
     ema: object = None              # timm ModelEmaV3, or None
+    parent: Classifier | None = None  # the model --init names, for a retrain
+    lineage: dict | None = None     # what train_config.json and the card say about the parent
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -97,8 +100,10 @@ def _loader(dataset, cfg: TrainConfig, device: torch.device, world: distributed.
 
 
 def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None], progress: bool) -> Run:
-    """Check the output folder and the data, then build model, optimiser, loss and loaders."""
+    """Check the parent, the output folder and the data, then build model, optimiser, loss and loaders."""
     run = Run(cfg, Path(cfg.out), world, log, progress)
+    # Before --out is created: a parent that cannot be had or does not fit leaves nothing behind.
+    run.parent = parent.load_parent(cfg.init, cfg.arch) if cfg.init_is_model else None
     if world.main:
         ensure_writable(run.out)
     if cfg.batch_size % world.size:
@@ -121,7 +126,12 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
                 log(f"warning: {run.leakage[name]['warning']}")
     torch.manual_seed(cfg.seed)
     run.net = net = engine.build_model(cfg, len(splits.classes))
-    run.data_config = eval_data_config(net, cfg.img_size)
+    if run.parent is not None:
+        _start_from_parent(run)
+    run.data_config = eval_data_config(net, cfg.img_size, cfg.mean, cfg.std, cfg.interpolation)
+    if run.parent is not None and (changed := parent.preprocessing_changes(run.parent, run.data_config)):
+        log(f"note: this run's preprocessing differs from what the weights of {parent.describe(run.parent)} "
+            f"were trained on: {'; '.join(changed)}")
     net.pretrained_cfg = trained_pretrained_cfg(net, run.data_config)
     net.to(device)
     net.to(memory_format=engine.memory_format(device, cfg.amp))
@@ -145,7 +155,19 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     run.loaders["validation"] = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
     if splits.test is not None:
         run.loaders["test"] = _loader(ImageDataset(splits.test, eval_tf), cfg, device, world, False)
+        if run.parent is not None and parent.comparable(run.parent, splits.classes):
+            # the parent reads the same test images through its own preprocessing, as it was trained
+            run.loaders["parent_test"] = _loader(ImageDataset(splits.test, run.parent.transform), cfg, device,
+                                                 world, False)
     return run
+
+
+def _start_from_parent(run: Run) -> None:
+    """Fill the fresh model with the parent's weights, head rows and preprocessing; say what the head got."""
+    cfg, classes = run.cfg, run.splits.classes
+    head = parent.start_from(run.net, run.parent, classes, cfg.init_head)
+    run.lineage = parent.lineage(run.parent, cfg.init_head, head)
+    run.log(f"--init {parent.describe(run.parent)}: {head}")
 
 
 def _resume_check(saved: dict, cfg: TrainConfig, fingerprint: dict) -> None:
@@ -182,11 +204,11 @@ def resume(run: Run) -> State:
     return state
 
 
-def _predict(run: Run, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) of a whole split, gathered from every rank in dataset order."""
+def _predict(run: Run, split: str, model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of a whole split by `model` (the run's), gathered from every rank in dataset order."""
     loader = run.loaders[split]
-    y, p = engine.predict(run.evaluated, loader, run.device, run.cfg.amp, desc=split, show=run.progress,
-                          tta=run.cfg.tta)
+    model = run.evaluated if model is None else model
+    y, p = engine.predict(model, loader, run.device, run.cfg.amp, desc=split, show=run.progress, tta=run.cfg.tta)
     index = np.fromiter(iter(loader.sampler), dtype=np.int64)[: len(y)]
     return distributed.gather_predictions(index, y, p, len(loader.dataset), run.world)
 
@@ -257,6 +279,10 @@ def finish(run: Run, state: State) -> Path:
             groups = [run.splits.groups[p] for p in split.paths] if run.splits.groups and name == "validation" \
                 else None
             metrics[name]["intervals"] = bootstrap_intervals(*preds[name], seed=run.cfg.seed, groups=groups)
+    if "parent_test" in run.loaders:  # the parent on the same test data, for the card's side-by-side table
+        y, p = _predict(run, "parent_test", run.parent.model.to(run.device))
+        p = p[:, parent.comparable(run.parent, labels)]
+        metrics["parent_test"] = {**evaluate(y, p, labels), "intervals": bootstrap_intervals(y, p, seed=run.cfg.seed)}
     metrics["split"] = run.splits.info
     if run.leakage is not None:
         metrics["leakage"] = run.leakage
@@ -267,6 +293,8 @@ def finish(run: Run, state: State) -> Path:
                         train_seconds=round(sum(h["seconds"] for h in history), 2))
         train_config = {"config": run.cfg.to_dict(), "versions": versions(), "dataset": run.splits.fingerprint(),
                         "run": run_info}
+        if run.lineage is not None:
+            train_config["parent"] = run.lineage
         # safetensors stores contiguous tensors only: channels_last (--amp) weights go back to NCHW first.
         net = run.net.cpu().to(memory_format=torch.contiguous_format)
         write_model_folder(run.out, net, labels, run.data_config, metrics, preds, history, train_config)
