@@ -9,7 +9,7 @@ Every method runs in its own subprocess (peak RSS = ru_maxrss of that process af
 "+MB" = above the RSS with the model and images loaded) on the same model,
 images, sizes and thread count. Rows: pytorch-grad-cam ScoreCAM (its default batch size 16,
 fp32); our exact Score-CAM (bf16 autocast where the CPU supports it); our fast Score-CAM (k
-clustered channels, the API's default dtype); random_k, the subset rule the issue found best (k
+clustered channels, the API's default dtype); random_k, the best simple subset rule (k
 random channels, softmax over those only); the free baseline (mean of the activation maps, no
 masked pass); Grad-CAM (ours and the library's); the forward floor (as many plain batched
 forward passes as our exact mode ran, same batch size, dtype and memory format; a share is timed
@@ -140,7 +140,7 @@ def _layer(model) -> str:
 
 
 def _random_subset(model, x, k: int, dtype):
-    """The issue's best subset rule, for comparison: k random channels, softmax over them only."""
+    """The best simple subset rule, for comparison: k random channels, softmax over them only."""
     import torch
 
     from hub.explain.cam import MASK_EPS, ScoreCAM, normalise

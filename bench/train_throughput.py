@@ -7,6 +7,10 @@ A second figure times our full input pipeline (PNG decode + transforms through D
 
     python -m bench.train_throughput                 # CPU defaults: 64 px, batch 16
     python -m bench.train_throughput --device cuda --amp --img-size 224 --batch-size 64
+    python -m bench.train_throughput --compare-precision --img-size 128   # --amp vs fp32, same run
+
+--compare-precision times our training step in fp32 against --amp (bf16 autocast + channels_last,
+on GPUs and on CPUs with native bf16), interleaved the same way, and prints the speed ratio.
 """
 from __future__ import annotations
 
@@ -55,8 +59,11 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=6, help="optimiser steps per timed epoch")
     p.add_argument("--rounds", type=int, default=9, help="A/B rounds (median reported)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast + channels_last (GPU)")
+    p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast + channels_last (GPU, bf16-native CPU)")
+    p.add_argument("--compare-precision", action="store_true", help="fp32 vs --amp instead of engine vs bare")
     a = p.parse_args(argv)
+    if a.compare_precision:
+        return compare_precision(a)
     import timm
 
     device = pick_device(a.device)
@@ -111,6 +118,34 @@ def main(argv=None) -> None:
     print(f"{'  + our PNG input pipeline':<34}{ips_pipe:>10.1f}{ips_pipe / ips_bare:>8.3f}")
     print(f"per-round ratios engine/bare: {' '.join(f'{r:.3f}' for r in ratios)}")
     print(f"ratio engine/bare = {statistics.median(ratios):.3f} (median of the rounds; goal >= 0.95)")
+
+
+def compare_precision(a) -> None:
+    """Images/s of train_one_epoch in fp32 and with --amp, same model init and data, A/B interleaved."""
+    import timm
+
+    from hub.device import autocast_dtype
+
+    device = pick_device(a.device)
+    n = a.batch_size * a.steps
+    data = TensorDataset(torch.randn(n, 3, a.img_size, a.img_size), torch.randint(0, 3, (n,)))
+    loader = DataLoader(data, batch_size=a.batch_size, shuffle=True)
+    runs = {}
+    for amp in (False, True):
+        torch.manual_seed(0)
+        model = timm.create_model("resnet50", num_classes=3).to(device, memory_format=engine.memory_format(device, amp))
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        runs[amp] = (lambda m=model, o=optimizer, amp=amp:
+                     engine.train_one_epoch(m, loader, torch.nn.CrossEntropyLoss(), o, device, amp, show=False))
+        runs[amp]()  # warm-up: oneDNN/cuDNN pick their kernels on the first pass
+    times, order = {False: [], True: []}, random.Random(0)
+    for _ in range(a.rounds):
+        for amp in sorted(runs, key=lambda _: order.random()):
+            times[amp].append(timed(runs[amp], device))
+    fp32, amp = (n / statistics.median(times[k]) for k in (False, True))
+    print(f"device {device}  resnet50 @ {a.img_size}px  batch {a.batch_size}  {a.steps} steps x {a.rounds} rounds")
+    print(f"fp32: {fp32:.1f} images/s   --amp ({autocast_dtype(device)}, channels_last): {amp:.1f} images/s")
+    print(f"ratio amp / fp32 = {amp / fp32:.3f}")
 
 
 if __name__ == "__main__":

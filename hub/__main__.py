@@ -18,11 +18,11 @@ from hub.explain.faithfulness import STEPS
 
 
 def max_channels_option(value: str) -> MaxChannels:
-    """--max-channels: auto, exact or K >= 1, with the option named in the error."""
+    """--max-channels: auto, exact or K >= 1; a ValueError naming the option otherwise."""
     try:
         return parse_max_channels(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace("max_channels", "--max-channels")) from None
+        raise ValueError(str(exc).replace("max_channels", "--max-channels")) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders (searched recursively)")
     s.add_argument("--out", required=True, help="folder for overlays/ and explanations.csv")
     s.add_argument("--method", choices=["scorecam", "gradcam", "both"], default="both", help="default: both")
-    s.add_argument("--max-channels", default="auto", metavar="auto|exact|K", type=max_channels_option,
+    s.add_argument("--max-channels", default="auto", metavar="auto|exact|K",
                    help=f"Score-CAM masked passes: auto = fast (k={FAST_CHANNELS}) on CPU, exact on CUDA; exact = "
                         "one pass per channel; K = fast mode with K passes (default: auto)")
     s.add_argument("--target", metavar="LABEL", help="explain this class instead of the predicted one; "
@@ -90,13 +90,14 @@ def run_explain(args: argparse.Namespace) -> None:
 
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
+    max_channels = max_channels_option(args.max_channels)  # checked before the model is loaded
     if args.faithfulness and args.target:
         raise ValueError("--faithfulness explains each image's true class; leave out --target")
     if args.sanity_images < 1:
         raise ValueError(f"--sanity-images must be at least 1, got {args.sanity_images}")
     steps = check_steps(args.steps, "--steps")
     clf = from_pretrained(args.model, device=args.device)
-    k = resolve_max_channels(args.max_channels, clf.device)
+    k = resolve_max_channels(max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
     methods = ["gradcam", "scorecam"] if args.method == "both" else [args.method]
     k = "exact" if k is None else k

@@ -50,6 +50,22 @@ def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _ci(m: dict, key: str) -> str:
+    """' (95% CI low-high)' of a metric's bootstrap interval, '' when there is none."""
+    ci = (m.get("intervals") or {}).get(key) or {}
+    return f" (95% CI {ci['low']:.3f}-{ci['high']:.3f})" if ci.get("low") is not None else ""
+
+
+SPLIT_TEXT = {"random": "random per class (images of one patient can be on both sides)",
+              "ordered": "ordered: per class, the last files in natural order (neighbouring slices stay together)",
+              "group": "by group: every patient or slide in one split only",
+              "explicit": "a separate validation folder (--val-data)"}
+
+
+def _split_text(split: dict | None) -> str:
+    return SPLIT_TEXT.get((split or {}).get("method"), "not recorded")
+
+
 def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> list[EvalResult]:
     split = "test" if "test" in results else "validation"
     m = results[split]
@@ -66,6 +82,25 @@ def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> 
     return out
 
 
+def _parent_name(parent: dict) -> str:
+    """`org/repo@v1` for a Hub parent, the folder for a local one."""
+    return f"{parent['repo_id']}@{parent['revision']}" if parent.get("repo_id") else str(parent.get("folder"))
+
+
+def _parent_line(parent: dict) -> str:
+    """The training procedure's first words for a retrain: from which parent, and what its head became."""
+    commit = f" (commit `{parent['commit']}`)" if parent.get("commit") else ""
+    return f"retrained from `{_parent_name(parent)}`{commit}, {parent['head']}"
+
+
+def _compared(parent: dict | None, metrics: dict, revision: str | None) -> list[tuple[str, dict]]:
+    """(name, test metrics) of the parent and of this model on the same test data; empty when not measured."""
+    if not parent or "parent_test" not in metrics or "test" not in metrics:
+        return []
+    this = f"`{revision}` (this revision)" if revision else "this model"
+    return [(f"`{_parent_name(parent)}` (parent)", metrics["parent_test"]), (this, metrics["test"])]
+
+
 def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | None = None,
                 revision: str | None = None, previous: Sequence[dict] = ()) -> ModelCard:
     """Model card from config.json, metrics.json and train_config.json contents (+ Hub context)."""
@@ -76,8 +111,10 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
     results = {name: metrics[name] for name in ("validation", "test") if name in metrics}
     name = repo_id.split("/")[-1] if repo_id else Path(cfg.get("out", "model")).name
     dataset_id = cfg.get("dataset_id")
+    parent = train_config.get("parent")
     imagenet = cfg.get("pretrained") and not cfg.get("init")
-    base_model = f"timm/{cfg['arch']}.{cfg['pretrained_tag']}" if imagenet else None
+    # The Hub's model tree links a model to its base_model: ImageNet weights, or the parent repo of a retrain.
+    base_model = f"timm/{cfg['arch']}.{cfg['pretrained_tag']}" if imagenet else (parent or {}).get("repo_id")
     card_data = ModelCardData(
         model_name=name,
         library_name="timm",
@@ -95,7 +132,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
                            (f"colour jitter {cfg.get('color_jitter'):g}", cfg.get("color_jitter"))) if on]
     counts = dataset["counts"]
     total = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in labels}
-    init = ("initialised from ImageNet weights `" + base_model + "`" if base_model
+    init = (_parent_line(parent) if parent else "initialised from ImageNet weights `" + base_model + "`" if base_model
             else f"initialised from `{cfg['init']}`" if cfg.get("init") else "trained from scratch (random init)")
     load_id = repo_id or "path/to/model-folder"
     timm_id = (f"hf-hub:{repo_id}@{revision}" if repo_id and revision
@@ -127,6 +164,12 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         faithfulness=faithfulness_rows(faith),
         faithfulness_setup=next(iter(faith.values()), {}),
         agreement=next((f["agreement"] for f in faith.values() if "agreement" in f), None),
+        parent=parent,
+        compared=_compared(parent, metrics, revision if repo_id else None),
+        split=metrics.get("split"),
+        split_text=_split_text(metrics.get("split")),
+        leakage=metrics.get("leakage"),
+        ci=_ci,
         fmt=_fmt,
         timm_id=timm_id,
         load_id=load_id,

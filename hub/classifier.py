@@ -51,9 +51,15 @@ class Classifier:
 
     def predict(self, image: ImageInput, top_k: int | None = None) -> dict[str, float]:
         """Label -> probability for one image, most likely first (all classes unless top_k)."""
-        probs = self.logits(image).softmax(dim=1)[0].tolist()
-        ranked = sorted(zip(self.labels, probs), key=lambda kv: kv[1], reverse=True)
-        return dict(ranked[:top_k] if top_k else ranked)
+        return self.predict_batch([image], top_k)[0]
+
+    def predict_batch(self, images: Sequence[ImageInput], top_k: int | None = None) -> list[dict[str, float]]:
+        """`predict` of several images in one forward pass (the same answers, to float rounding)."""
+        answers = []
+        for probs in self.logits(list(images)).softmax(dim=1).tolist():
+            ranked = sorted(zip(self.labels, probs), key=lambda kv: kv[1], reverse=True)
+            answers.append(dict(ranked[:top_k] if top_k else ranked))
+        return answers
 
     def explain(self, image: ImageInput, method: str = "scorecam", target: int | str | tuple | None = None,
                 max_channels: MaxChannels = "exact", **options) -> Explanation:

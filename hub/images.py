@@ -3,6 +3,7 @@
 One place decides how odd files become RGB, so training, the notebook API and the app agree:
 EXIF orientation is applied, 16-bit and float images are rescaled by their own range (medical
 scanners rarely use the full 16 bits), alpha is composited on black, CMYK/palette are converted.
+DICOM files (by name or by their `DICM` marker) are read by `hub.dicom`, which windows them.
 Every failure is an `ImageError` whose message names the file and what is wrong with it.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hub.dicom import DICOM_HEAD, DICOM_SUFFIXES, is_dicom, read_dicom, read_single_frame
 from hub.errors import ImageError
 
 # Decompression-bomb guard: 64 MP is far above any slide patch or MRI slice we expect.
@@ -25,35 +27,63 @@ ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 
 def image_extensions() -> frozenset[str]:
-    """File extensions PIL can open (lower case, with the dot)."""
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
+    """File extensions PIL or pydicom can open (lower case, with the dot)."""
+    return frozenset(ext.lower() for ext in Image.registered_extensions()) | frozenset(DICOM_SUFFIXES)
 
 
-def is_image_file(path: Path, extensions: frozenset[str] | None = None) -> bool:
-    """True for a visible file with an image extension."""
-    exts = image_extensions() if extensions is None else extensions
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in exts
+def is_image_file(path: str | os.PathLike, extensions: frozenset[str] | None = None) -> bool:
+    """True for a visible file with an image extension, or without one but with the DICOM marker
+    (132 bytes read)."""
+    path = Path(path)
+    if path.name.startswith(".") or not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    if suffix in (image_extensions() if extensions is None else extensions):
+        return True
+    # DICOM exports often name files IM0001 or by UID (1.2.840.113619.2.5): no extension, or digits after the dot
+    if suffix and not suffix[1:].isdigit():
+        return False
+    return is_dicom(_head(path), path.name)
 
 
-def find_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+def _head(path: Path) -> bytes:
+    """The bytes that hold the DICOM marker; none if the file cannot be read (the loader then says why)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(DICOM_HEAD)
+    except OSError:
+        return b""
+
+
+def find_images(folder: str | os.PathLike, recursive: bool = True, dicom: bool = True) -> list[Path]:
     """The image files under `folder` (its sub-folders too when `recursive`), sorted; hidden files and
-    folders (".cache", ".ipynb_checkpoints", ...) are skipped. The one rule for what counts as an image
-    in a folder: training, `python -m hub explain` and the app's samples all list images with it."""
+    folders (".cache", ".ipynb_checkpoints", ...) are skipped, and DICOM ones too unless `dicom`. The one
+    rule for what counts as an image in a folder: training, `python -m hub explain` and the app's samples
+    all list images with it."""
     folder = Path(folder)
-    exts = image_extensions()
+    exts = image_extensions() if dicom else image_extensions() - frozenset(DICOM_SUFFIXES)
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if is_image_file(p, exts)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                  and is_image_file(p, exts) and (dicom or not is_dicom(_head(p), p.name)))
 
 
 def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Load `source` fully and return it as an 8-bit RGB PIL image."""
+    return _load(source, max_pixels, every_frame=False)[0]
+
+
+def load_frames(source: ImageInput, max_pixels: int = MAX_PIXELS) -> list[Image.Image]:
+    """Every frame of a DICOM file as an 8-bit RGB image; any other source gives its one image."""
+    return _load(source, max_pixels, every_frame=True)
+
+
+def _load(source: ImageInput, max_pixels: int, every_frame: bool) -> list[Image.Image]:
     if isinstance(source, Image.Image):
-        return to_rgb(source, name="image", max_pixels=max_pixels)
+        return [to_rgb(source, name="image", max_pixels=max_pixels)]
     if isinstance(source, np.ndarray):
-        return to_rgb(_from_array(source), name="array", max_pixels=max_pixels)
+        return [to_rgb(_from_array(source), name="array", max_pixels=max_pixels)]
     if isinstance(source, (bytes, bytearray)):
-        name, stream = "uploaded bytes", io.BytesIO(source)
+        name, stream, head = "uploaded bytes", io.BytesIO(source), bytes(source[:DICOM_HEAD])
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         name = str(path)
@@ -63,11 +93,14 @@ def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
             raise ImageError(f"{name}: is a directory, not an image file")
         if path.stat().st_size == 0:
             raise ImageError(f"{name}: the file is empty (0 bytes)")
-        stream = path
+        stream, head = path, _head(path)
     else:
         raise ImageError(f"cannot read an image from a {type(source).__name__}; "
                          "pass a path, bytes, a PIL image or a numpy array")
-    return _open(stream, name, max_pixels)
+    if not is_dicom(head, name):
+        return [_open(stream, name, max_pixels)]
+    frames = read_dicom(source, name, max_pixels) if every_frame else [read_single_frame(source, name, max_pixels)]
+    return [to_rgb(frame, name=name, max_pixels=max_pixels) for frame in frames]
 
 
 def _open(stream, name: str, max_pixels: int) -> Image.Image:

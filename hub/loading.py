@@ -1,7 +1,8 @@
 """from_pretrained: a local model folder or a Hub repo at a revision -> Classifier.
 
-Hub sources are downloaded with `snapshot_download` (only config.json and model.safetensors), then
-loaded exactly like a local folder, so both paths run the same checks. The Hub's typed errors
+Hub sources are downloaded with `snapshot_download` (only config.json and model.safetensors, never a
+pickle: a repo that has only pickled weights is refused from its file list), then loaded exactly like
+a local folder, so both paths run the same checks. The Hub's typed errors
 become `ModelLoadError`s with plain messages here, at the edge.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 
 from hub.classifier import Classifier
 from hub.errors import ModelLoadError, network_errors
-from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, load_local
+from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, load_local, no_weights
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -47,7 +48,7 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
     )
 
     where = f"{repo_id}@{revision or 'main'}"
-    fetch = dict(revision=revision, cache_dir=cache_dir, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, *PICKLE_NAMES])
+    fetch = dict(revision=revision, cache_dir=cache_dir, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
     try:
         try:
             folder = Path(snapshot_download(repo_id, **fetch))
@@ -56,8 +57,8 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
             # dropped mid-answer lands here: serve this revision's cached snapshot if there is one.
             folder = Path(snapshot_download(repo_id, local_files_only=True, **fetch))
     except RepositoryNotFoundError:
-        raise ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid "
-                             "token was given: set HF_TOKEN or run `hf auth login`)") from None
+        raise ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid token "
+                             "was given: set HF_TOKEN, a Space secret on a Space, or run `hf auth login`)") from None
     except RevisionNotFoundError:
         raise ModelLoadError(f"{where}: revision '{revision}' not found in {repo_id}; "
                              "list its tags and branches with `huggingface_hub.list_repo_refs`") from None
@@ -72,7 +73,21 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         raise ModelLoadError(f"{where}: the Hub answered HTTP {status}; try again later") from None
     commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+    if (folder / CONFIG_NAME).is_file() and not (folder / WEIGHTS_NAME).is_file():
+        raise no_weights(where, pickles_in(repo_id, commit or revision, cache_dir))
     return folder, commit or ""
+
+
+def pickles_in(repo_id: str, revision: str | None, cache_dir: str | None) -> list[str]:
+    """The pickled weight files of a revision, from the file list `snapshot_download` cached (nothing downloaded)."""
+    from huggingface_hub import get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+
+    try:
+        names = {entry.path for entry in get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)}
+    except CachedRepoTreeNotFoundError:
+        return []
+    return [name for name in PICKLE_NAMES if name in names]
 
 
 def from_pretrained(source: str | Path, revision: str | None = None, device: str | torch.device | None = "auto",

@@ -58,6 +58,14 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
+def no_weights(where: str, pickles: Sequence[str]) -> ModelLoadError:
+    """The error for a folder or repo without safetensors weights; `pickles`: the pickled ones it has instead."""
+    hint = (f" It only has {', '.join(pickles)}: pickled weights are never loaded because unpickling runs "
+            "arbitrary code; convert them to safetensors (safetensors.torch.save_file) yourself if you "
+            "trust the source." if pickles else "")
+    return ModelLoadError(f"{where}: no {WEIGHTS_NAME}.{hint}")
+
+
 def check_folder(folder: str | Path) -> dict:
     """Refuse folders without safetensors weights or whose config disagrees with them; return the config."""
     folder = Path(folder)
@@ -66,11 +74,7 @@ def check_folder(folder: str | Path) -> dict:
     cfg = read_config(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
-        pickles = [n for n in PICKLE_NAMES if (folder / n).exists()]
-        hint = (f" It only has {', '.join(pickles)}: pickled weights are never loaded because unpickling runs "
-                "arbitrary code; convert them to safetensors (safetensors.torch.save_file) yourself if you "
-                "trust the source." if pickles else "")
-        raise ModelLoadError(f"{folder}: no {WEIGHTS_NAME}.{hint}")
+        raise no_weights(str(folder), [n for n in PICKLE_NAMES if (folder / n).exists()])
     num_classes = cfg.get("num_classes", cfg.get("pretrained_cfg", {}).get("num_classes"))
     head = cfg.get("pretrained_cfg", {}).get("classifier", "fc")
     try:

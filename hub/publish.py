@@ -82,7 +82,8 @@ def _previous_revisions(api, repo_id: str, tags: Sequence[str]) -> list[dict]:
         metrics = json.loads(Path(path).read_text())
         m = metrics.get("test") or metrics.get("validation") or {}
         rows.append({"revision": tag, "accuracy": m.get("accuracy"), "f1_macro": m.get("f1_macro"),
-                     "auc_macro": m.get("auc_macro")})
+                     "auc_macro": m.get("auc_macro"),
+                     "commit": Path(path).parent.name})  # the cache keeps each file under snapshots/<commit>/
     return rows
 
 
@@ -102,6 +103,9 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
             raise PublishError(f"not pushing: {folder} has no {name}; push a folder written by `python -m train`")
     if tag is not None and tag != "auto" and not TAG.match(tag):
         raise PublishError(f"--tag must be 'auto' or of the form vN (v1, v2, ...), got {tag!r}")
+    if tag is not None and create_pr:  # the card would name a tag that nothing creates
+        raise PublishError("--tag cannot be combined with --create-pr: a pull request's commit is not on main yet; "
+                           "open the pull request without --tag, merge it, then push or tag the merged commit")
     api = HfApi(token=resolve_token(token))
     revision = branch or "main"
     try:
@@ -135,13 +139,22 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
     try:
         info = api.create_commit(repo_id, operations=ops, revision=revision, create_pr=create_pr,
                                  commit_message=message or (f"Publish {tag}" if tag else "Publish model"))
-        if tag and not create_pr:
-            api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=f"model {tag}")
     except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise hub_error(exc, repo_id, revision) from None
-    return PushResult(repo_id=repo_id, commit=info.oid, commit_url=info.commit_url,
-                      revision=tag if tag and not create_pr else info.oid, tag=None if create_pr else tag,
-                      pr_url=info.pr_url)
+    if tag:
+        create_tag(api, repo_id, tag, info)
+    return PushResult(repo_id=repo_id, commit=info.oid, commit_url=info.commit_url, revision=tag or info.oid,
+                      tag=tag, pr_url=info.pr_url)
+
+
+def create_tag(api, repo_id: str, tag: str, commit) -> None:
+    """Tag the commit a push just made; a failure says the commit landed and how to tag it by hand."""
+    try:
+        api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=f"model {tag}")
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
+        raise PublishError(f"{commit.commit_url} was committed but tagging it {tag} failed "
+                           f"({hub_error(exc, repo_id, committed=True)}); tag it with "
+                           f"`huggingface_hub.create_tag('{repo_id}', tag='{tag}', revision='{commit.oid}')`") from None
 
 
 def pull(repo_id: str, out: str | Path, revision: str | None = None, token: str | None = None) -> tuple[Path, str]:

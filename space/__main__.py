@@ -19,7 +19,7 @@ import sys
 import warnings
 
 from hub.explain.cam import FAST_CHANNELS, parse_max_channels
-from space.app import CONCURRENCY, MAX_FILE_SIZE, QUEUE_SIZE, build_demo
+from space.app import CONCURRENCY, MAX_BATCH_SIZE, MAX_FILE_SIZE, QUEUE_SIZE, build_demo
 
 
 def _max_channels(value: str):
@@ -56,6 +56,8 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorecam-channels", dest="max_channels", type=_scorecam_channels, help=argparse.SUPPRESS)
     p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="model calls run at once")
     p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="requests that may wait in the queue")
+    p.add_argument("--max-batch-size", type=int, default=int(os.environ.get("MAX_BATCH_SIZE", MAX_BATCH_SIZE)),
+                   help="/classify requests answered by one forward pass (1: no batching; env MAX_BATCH_SIZE)")
     return p
 
 
@@ -73,7 +75,8 @@ def serve(argv: list[str] | None = None) -> None:
     else:
         print(f"model not loaded: {served.error}", file=sys.stderr, flush=True)
     examples = samples.collect(served)
-    demo = build_demo(served, examples, queue_size=args.queue_size, concurrency=args.concurrency)
+    demo = build_demo(served, examples, queue_size=args.queue_size, concurrency=args.concurrency,
+                      max_batch_size=args.max_batch_size)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
                 allowed_paths=samples.allowed_paths(examples))
 

@@ -15,7 +15,8 @@ import gradio as gr
 
 from hub.errors import UserError
 from space import handlers, memory
-from space.serving import GPU_SECONDS, Served, on_gpu
+from space.batching import Batcher
+from space.serving import Served, gpu_seconds, on_gpu
 from space.upload import ImagePath
 
 TITLE = "Explainable image classifier"
@@ -23,6 +24,7 @@ DISCLAIMER = ("**Research use only, not a medical device.** The predictions and 
               "and must not be used for clinical decisions.")
 QUEUE_SIZE = 16        # waiting requests beyond this are refused with "queue full", not piled up
 CONCURRENCY = 2        # model calls at once; CPU inference already uses every core
+MAX_BATCH_SIZE = 8     # /classify requests waiting together are answered by one forward pass
 MODEL_CALLS = "model"  # one concurrency group for every endpoint that runs the model: the limit is global
 STATE_SECONDS = 900    # how long a session keeps its last explanation (for the opacity slider)
 MAX_FILE_SIZE = "64mb"
@@ -117,8 +119,16 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: 
         numbers = gr.JSON(label="details")
     last = gr.State(None, time_to_live=STATE_SECONDS)
 
+    def work(request: handlers.ExplainRequest) -> handlers.ExplainResult:  # the GPU part on ZeroGPU
+        return handlers.run_explain(served, request)
+
+    def seconds(request: handlers.ExplainRequest) -> int:
+        return gpu_seconds(served, method, request.image.size)
+
+    on_device = on_gpu(work, seconds)
+
     def compute(image, target, opacity):
-        r = handlers.explain(served, image, method, target, opacity)
+        r = on_device(handlers.check_explain(served, image, method, target, opacity))
         overlay = png(r.overlay)
         return (png(r.heatmap, "heatmap"), overlay), overlay, r.summary, r.details, r.explanation
 
@@ -129,8 +139,7 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: 
         overlay = png(over)
         return (png(heat, "heatmap"), overlay), overlay
 
-    seconds = GPU_SECONDS["slow" if method == "scorecam" and served.max_channels == "exact" else "fast"]
-    run.click(on_gpu(ui(compute, trim), seconds), [image, target, opacity], [slider, download, info, numbers, last],
+    run.click(ui(compute, trim), [image, target, opacity], [slider, download, info, numbers, last],
               api_name=method, concurrency_id=MODEL_CALLS)
     opacity.release(ui(restyle), [last, opacity], [slider, download], api_visibility="private",
                     concurrency_limit=None)
@@ -154,18 +163,40 @@ def compare_tab(served: Served, image: ImagePath, targets: list, trim: Callable[
     with gr.Accordion("Details (JSON)", open=False):
         numbers = gr.JSON(label="details")
 
+    def work(request: handlers.ExplainRequest) -> handlers.CompareResult:  # the GPU part on ZeroGPU
+        return handlers.run_compare(served, request)
+
+    on_device = on_gpu(work, lambda request: gpu_seconds(served, "compare", request.image.size))
+
     def compute(image, target, opacity):
-        r = handlers.compare(served, image, target, opacity)
+        r = on_device(handlers.check_explain(served, image, "compare", target, opacity))
         return (png(r.gradcam.overlay), png(r.scorecam.overlay), png(r.gradcam.curves, "curves"),
                 png(r.scorecam.curves, "curves"), r.table,
                 {"gradcam": r.gradcam.details, "scorecam": r.scorecam.details, "agreement": r.agreement})
 
-    run.click(on_gpu(ui(compute, trim), GPU_SECONDS["slow"]), [image, target, opacity],
-              [grad, score, grad_curves, score_curves, table, numbers], api_name="compare", concurrency_id=MODEL_CALLS)
+    run.click(ui(compute, trim), [image, target, opacity], [grad, score, grad_curves, score_curves, table, numbers],
+              api_name="compare", concurrency_id=MODEL_CALLS)
+
+
+def classify_tab(served: Served, image: ImagePath, trim: Callable[[], bool], max_batch_size: int) -> None:
+    """Top classes of the shared image. Requests that wait together share one forward pass (space/batching.py):
+    each is checked in its own event first, so a bad upload fails only itself."""
+    run = gr.Button("Classify", variant="primary")
+    label = gr.Label(num_top_classes=min(5, len(served.labels) or 1), label="Top classes", elem_id="top-classes")
+    on_device = on_gpu(lambda images: handlers.classify_batch(served, images),
+                       lambda images: gpu_seconds(served, "classify", (0, 0), len(images)))
+    if max_batch_size <= 1:  # one forward pass per request, in the shared model-call group
+        run.click(ui(lambda path: on_device([handlers.check_image(served, path)])[0], trim), [image], [label],
+                  api_name="classify", concurrency_id=MODEL_CALLS)
+        return
+    batched = Batcher(on_device, max_batch_size)
+    # Its own group: one batch runs at a time (the Batcher), while up to a batch more waits to join the next one.
+    run.click(ui(lambda path: batched(handlers.check_image(served, path)), trim), [image], [label],
+              api_name="classify", concurrency_id="classify", concurrency_limit=2 * max_batch_size)
 
 
 def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None, queue_size: int = QUEUE_SIZE,
-               concurrency: int = CONCURRENCY) -> gr.Blocks:
+               concurrency: int = CONCURRENCY, max_batch_size: int = MAX_BATCH_SIZE) -> gr.Blocks:
     """The app for one served model (or its load error): header, shared upload, one tab per task."""
     targets = [("Predicted class", handlers.PREDICTED)] + [(t, t) for t in handlers.target_choices(served.labels)]
     trim = memory.Trimmer()  # one per app: trims are rate-limited across all its requests
@@ -176,11 +207,7 @@ def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None,
                           sources=["upload", "clipboard"], height=300, elem_id="input-image")
         with gr.Tabs():
             with gr.Tab("Classify", id="classify"):
-                run = gr.Button("Classify", variant="primary")
-                label = gr.Label(num_top_classes=min(5, len(served.labels) or 1), label="Top classes",
-                                 elem_id="top-classes")
-                run.click(on_gpu(ui(lambda image: handlers.classify(served, image), trim)), [image], [label],
-                          api_name="classify", concurrency_id=MODEL_CALLS)
+                classify_tab(served, image, trim, max_batch_size)
             with gr.Tab("Grad-CAM", id="gradcam"):
                 cam_tab(served, image, "gradcam", targets, trim)
             with gr.Tab("Score-CAM", id="scorecam"):

@@ -3,63 +3,122 @@
 A Space can only import what is uploaded to it, so the bundle is the `space/` and `hub/` packages,
 a two-line `app.py` at the root (Spaces run `python app.py` from the repo root, which puts both
 packages on the import path), and this folder's README.md (front matter) and requirements.txt at
-the root. Nothing else: no training code, tests or data. It goes up as ONE commit; files of an
+the root. Only what git has committed goes up (`git archive HEAD`): no edits in progress, no
+generated or ignored files, no training code, tests or data. It goes up as ONE commit; files of an
 earlier deploy that are no longer shipped are deleted in that same commit. The model is not
 copied: the Space variables MODEL_ID / MODEL_REVISION point the app at it, and the README's
 `models:` front matter links the Space to it on the Hub.
+
+A new Space is created with its variables, secrets and hardware in the same call, so its first
+build already knows which model to serve. A private model needs a token on the Space: the
+deployer's token is stored as the Space secret HF_TOKEN unless `--no-token-secret`.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import re
+import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hub
 from hub.errors import PublishError, hub_error
 from hub.loading import is_repo_id
 from hub.publish import resolve_token
 
-SPACE_DIR = Path(__file__).resolve().parent          # this package
-HUB_DIR = Path(hub.__file__).resolve().parent        # the package it needs
-SPACE_ROOT_FILES = ("README.md", "requirements.txt")  # go to the Space root, not under space/
+CHECKOUT = Path(__file__).resolve().parents[1]  # the git checkout that holds space/ and hub/
+PACKAGES = ("space", "hub")
+SPACE_ROOT_FILES = ("README.md", "requirements.txt")  # space/X goes to the Space root as X
 ENTRY = "from space.__main__ import main\n\nmain()\n"  # the Space's app.py
-SKIP_PARTS = ("__pycache__",)
-SKIP_SUFFIXES = (".pyc", ".pyo")
 KEEP_REMOTE = (".gitattributes",)
+TOKEN_SECRET = "HF_TOKEN"  # huggingface_hub reads the token from this environment variable
+DEFAULT_HARDWARE = "cpu-basic"  # what the Hub gives a Space created without one
+CPU_HARDWARE = ("cpu-basic", "cpu-upgrade")
+# PyPI's Linux torch wheels are CUDA builds that pull in ~3 GB of CUDA libraries; a CPU Space needs none of it.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_PACKAGES = ("torch", "torchvision")
 _MODELS_BLOCK = re.compile(r"^models:\n(?:[ \t]+-.*\n)*", re.MULTILINE)
+_PIN = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)==(?P<version>[^\s#;+]+)(?P<rest>.*)$")
 
 
 @dataclass(frozen=True)
 class DeployResult:
-    """What a deploy made: the Space commit, its file list and the variables set."""
+    """What a deploy made: the Space commit, its file list, the variables, hardware and secrets set."""
 
     space_id: str
     commit: str
     commit_url: str
     space_url: str
+    source_commit: str  # the commit of space/ and hub/ that was shipped
+    hardware: str
+    created: bool
     files: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # names only: values are never kept or shown
+    model_private: bool = False
+    left_out: list[str] = field(default_factory=list)  # uncommitted paths not shipped (--allow-dirty)
 
 
-def _shipped(folder: Path) -> list[Path]:
-    """Files under `folder`, minus caches, bytecode and hidden files."""
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and not any(part in SKIP_PARTS or part.startswith(".") for part in p.relative_to(folder).parts)
-                  and p.suffix not in SKIP_SUFFIXES)
+def hardware_names() -> list[str]:
+    """The Space hardware the Hub accepts, as huggingface_hub names it."""
+    from huggingface_hub import SpaceHardware
+
+    return [flavor.value for flavor in SpaceHardware]
 
 
-def space_files(space_dir: Path = SPACE_DIR, hub_dir: Path = HUB_DIR) -> dict[str, Path]:
-    """Path in the Space -> local file: space/**, hub/**, and README.md + requirements.txt at the root."""
-    files = {name: space_dir / name for name in SPACE_ROOT_FILES}
-    missing = [name for name, path in files.items() if not path.is_file()]
-    if missing:
-        raise PublishError(f"{space_dir} has no {', '.join(missing)}; deploy from a complete checkout")
-    for package in (space_dir, hub_dir):
-        files.update({f"{package.name}/{p.relative_to(package).as_posix()}": p for p in _shipped(package)
-                      if p.parent != space_dir or p.name not in SPACE_ROOT_FILES})
-    return files
+def check_hardware(name: str | None) -> str | None:
+    """`name` if it is a Space hardware (None stays None: keep the Space's own), else a one-line error."""
+    if name is not None and name not in hardware_names():
+        raise PublishError(f"--hardware {name!r} is not a Space hardware; choose one of {', '.join(hardware_names())}")
+    return name
+
+
+def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, timeout=120)
+
+
+def uncommitted(checkout: Path) -> list[str]:
+    """Paths under space/ and hub/ that differ from HEAD (edited, added, deleted or untracked, not ignored)."""
+    done = _git(checkout, "status", "--porcelain", "-z", "--", *PACKAGES)
+    return sorted(entry[3:] for entry in done.stdout.decode().split("\0") if len(entry) > 3)
+
+
+def committed_files(checkout: Path, allow_dirty: bool = False) -> tuple[dict[str, bytes], str, list[str]]:
+    """({path: content} of space/ and hub/ at HEAD, HEAD's commit id, uncommitted paths left out); with
+    uncommitted changes there, refuse unless `allow_dirty`."""
+    try:
+        head = _git(checkout, "rev-parse", "--verify", "HEAD")
+    except FileNotFoundError:
+        raise PublishError("git is not installed: deploy from a git checkout of the repository") from None
+    if head.returncode != 0:
+        raise PublishError(f"{checkout} is not a git checkout with a commit; deploy from a clone of the repository "
+                           "(only committed files are shipped)")
+    changed = uncommitted(checkout)
+    if changed and not allow_dirty:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise PublishError(f"uncommitted changes in space/ or hub/ ({shown}): commit them, or pass --allow-dirty "
+                           "to deploy the last commit without them")
+    archive = _git(checkout, "archive", "--format=tar", "HEAD", "--", *PACKAGES)
+    if archive.returncode != 0:
+        raise PublishError(f"git archive failed in {checkout}: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    return files, head.stdout.decode().strip(), changed
+
+
+def requirements_for(text: str, hardware: str) -> str:
+    """The Space's requirements.txt for `hardware`: as written (CUDA torch) on GPUs, CPU-only torch on CPUs."""
+    if hardware not in CPU_HARDWARE:
+        return text
+    lines = [f"--extra-index-url {TORCH_CPU_INDEX}"]
+    for line in text.splitlines():
+        pin = _PIN.match(line.strip())
+        if pin and pin["name"].lower() in TORCH_PACKAGES:
+            line = f"{pin['name']}=={pin['version']}+cpu{pin['rest']}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def space_readme(text: str, model: str) -> str:
@@ -69,9 +128,40 @@ def space_readme(text: str, model: str) -> str:
     return _MODELS_BLOCK.sub(f"models:\n  - {model}\n", text, count=1)
 
 
+def bundle(files: dict[str, bytes], model: str, hardware: str) -> dict[str, bytes]:
+    """Path in the Space -> content: space/** and hub/**, README.md and requirements.txt at the root, app.py."""
+    missing = [f"space/{name}" for name in SPACE_ROOT_FILES if f"space/{name}" not in files]
+    if missing:
+        raise PublishError(f"the commit has no {', '.join(missing)}; deploy from a complete checkout")
+    shipped = {path: data for path, data in files.items() if path not in {f"space/{n}" for n in SPACE_ROOT_FILES}}
+    shipped["README.md"] = space_readme(files["space/README.md"].decode("utf-8"), model).encode("utf-8")
+    shipped["requirements.txt"] = requirements_for(files["space/requirements.txt"].decode("utf-8"),
+                                                   hardware).encode("utf-8")
+    shipped["app.py"] = ENTRY.encode("utf-8")
+    return shipped
+
+
+def model_is_private(api, model: str, revision: str) -> bool:
+    """Check that `model@revision` is a pushed model the deployer can read; True when the repo is private."""
+    try:
+        info = api.model_info(model, revision=revision)
+    except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
+        raise PublishError(f"not deploying: model {hub_error(exc, model, revision)}") from None
+    if "config.json" not in {s.rfilename for s in info.siblings or []}:
+        raise PublishError(f"{model}@{revision} has no config.json; it is not a model pushed by `python -m hub push`")
+    return bool(info.private)
+
+
+def current_hardware(api, space_id: str) -> str:
+    """The hardware an existing Space asked for (what a deploy without --hardware keeps)."""
+    runtime = api.get_space_runtime(space_id)
+    return str(runtime.requested_hardware or runtime.hardware or DEFAULT_HARDWARE)
+
+
 def deploy_space(space_id: str, model: str, revision: str = "main", token: str | None = None,
-                 private: bool = False) -> DeployResult:
-    """Upload the app to `space_id` as one commit and point it at `model@revision` (Space variables)."""
+                 private: bool = False, hardware: str | None = None, token_secret: bool = True,
+                 allow_dirty: bool = False, checkout: Path | None = None) -> DeployResult:
+    """Upload the committed app to `space_id` as one commit and point it at `model@revision`."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     if not is_repo_id(space_id):
@@ -79,40 +169,60 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
     if not is_repo_id(model):
         raise PublishError(f"--model must be a Hub repo id of the form 'org/name' (a Space cannot read a local "
                            f"folder), got {model!r}; push the folder first with `python -m hub push`")
-    files = space_files()
-    api = HfApi(token=resolve_token(token))
+    check_hardware(hardware)
+    files, source, left_out = committed_files(checkout or CHECKOUT, allow_dirty)
+    token = resolve_token(token)
+    api = HfApi(token=token)
+    model_private = model_is_private(api, model, revision)
+    variables = {"MODEL_ID": model, "MODEL_REVISION": revision}
+    secrets = {TOKEN_SECRET: token} if model_private and token_secret else {}
     try:
-        info = api.model_info(model, revision=revision)
-        if "config.json" not in {s.rfilename for s in info.siblings or []}:
-            raise PublishError(f"{model}@{revision} has no config.json; "
-                               "it is not a model pushed by `python -m hub push`")
+        created = not api.repo_exists(space_id, repo_type="space")
+        hardware = hardware or (DEFAULT_HARDWARE if created else current_hardware(api, space_id))
+        shipped = bundle(files, model, hardware)
+        if created:  # one call: the first build already has its variables, secrets and hardware
+            url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private,
+                                  space_hardware=hardware,
+                                  space_variables=[{"key": k, "value": v} for k, v in variables.items()],
+                                  space_secrets=[{"key": k, "value": v} for k, v in secrets.items()])
+        else:
+            url = f"{api.endpoint}/spaces/{space_id}"
+        remote = set(api.list_repo_files(space_id, repo_type="space"))
     except PublishError:
         raise
     except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
-        raise PublishError(f"not deploying: model {hub_error(exc, model, revision)}") from None
-    readme = space_readme(files.pop("README.md").read_text(encoding="utf-8"), model)
-    ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in sorted(files.items())]
-    ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme.encode("utf-8")))
-    ops.append(CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=ENTRY.encode("utf-8")))
-    shipped = sorted([*files, "README.md", "app.py"])
-    variables = {"MODEL_ID": model, "MODEL_REVISION": revision}
+        raise hub_error(exc, space_id) from None
+    ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=data) for rel, data in sorted(shipped.items())]
+    ops += [CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote - set(shipped) - set(KEEP_REMOTE))]
     try:
-        url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-        remote = set(api.list_repo_files(space_id, repo_type="space"))
-        ops += [CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote - set(shipped) - set(KEEP_REMOTE))]
         commit = api.create_commit(space_id, repo_type="space", operations=ops,
-                                   commit_message=f"Deploy app for {model}@{revision}")
+                                   commit_message=f"Deploy app {source[:12]} for {model}@{revision}")
     except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise hub_error(exc, space_id) from None
-    try:  # after the commit, so a failed upload leaves the running Space untouched; setting them restarts it
+    if not created:
+        update_settings(api, space_id, variables, secrets, hardware, commit.commit_url)
+    return DeployResult(space_id=space_id, commit=commit.oid, commit_url=commit.commit_url, space_url=str(url),
+                        source_commit=source, hardware=hardware, created=created, files=sorted(shipped),
+                        variables=variables, secrets=sorted(secrets), model_private=model_private,
+                        left_out=left_out)
+
+
+def update_settings(api, space_id: str, variables: dict[str, str], secrets: dict[str, str], hardware: str,
+                    commit_url: str) -> None:
+    """Variables, secrets and hardware of an existing Space, after the commit (a failed upload changes nothing)."""
+    step = "setting its variables"
+    try:
         for key, value in variables.items():
             api.add_space_variable(space_id, key, value)
+        step = f"storing the secret {TOKEN_SECRET}"
+        for key, value in secrets.items():
+            api.add_space_secret(space_id, key, value)
+        step = f"requesting the hardware {hardware}"
+        if current_hardware(api, space_id) != hardware:
+            api.request_space_hardware(space_id, hardware)
     except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
-        raise PublishError(f"the app was committed ({commit.commit_url}) but setting {key} failed "
-                           f"({hub_error(exc, space_id)}); set MODEL_ID={model} and MODEL_REVISION={revision} "
-                           "in the Space settings, or run the same command again") from None
-    return DeployResult(space_id=space_id, commit=commit.oid, commit_url=commit.commit_url,
-                        space_url=str(url), files=shipped, variables=variables)
+        raise PublishError(f"the app was committed ({commit_url}) but {step} failed "
+                           f"({hub_error(exc, space_id, committed=True)}); run the same command again") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,18 +231,43 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("space_id", help="ORG/NAME of the Space (created if missing)")
     p.add_argument("--model", required=True, metavar="REPO_ID", help="the model repo the Space serves")
     p.add_argument("--revision", default="main", help="tag, branch or commit to serve; pin a tag such as v2")
+    p.add_argument("--hardware", metavar="NAME",
+                   help=f"Space hardware: cpu-basic, zero-a10g (ZeroGPU), t4-small, ... (default: {DEFAULT_HARDWARE} "
+                        "for a new Space, the Space's own for an existing one)")
     p.add_argument("--private", action="store_true", help="create the Space as private")
+    p.add_argument("--no-token-secret", dest="token_secret", action="store_false",
+                   help=f"never store your token as the Space secret {TOKEN_SECRET} (a private model then needs one "
+                        "set in the Space settings)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="deploy the last commit even though space/ or hub/ has uncommitted changes (not shipped)")
     return p
+
+
+def report(result: DeployResult, model: str, revision: str) -> list[str]:
+    """What a deploy did, in lines for the terminal (never a token)."""
+    lines = [f"deployed {len(result.files)} files (space/ and hub/ at commit {result.source_commit[:12]}) to "
+             f"{result.space_url} in one commit: {result.commit_url}",
+             f"serving {model}@{revision} on {result.hardware} (Space variables MODEL_ID, MODEL_REVISION)"]
+    if result.left_out:
+        lines.append(f"not shipped (uncommitted, --allow-dirty): {', '.join(result.left_out)}")
+    if result.secrets:
+        lines.append(f"{model} is private: your Hugging Face token is stored as the Space secret {TOKEN_SECRET} so "
+                     "the Space can download it (a read-only token is safer: replace it in the Space settings, "
+                     "or deploy with --no-token-secret)")
+    elif result.model_private:
+        lines.append(f"{model} is private and no token was stored (--no-token-secret): add a Space secret "
+                     f"{TOKEN_SECRET} that can read it, or the app shows an error banner")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Deploy; an expected failure prints one line and returns 2."""
     args = parser().parse_args(argv)
     try:
-        result = deploy_space(args.space_id, args.model, args.revision, private=args.private)
+        result = deploy_space(args.space_id, args.model, args.revision, private=args.private, hardware=args.hardware,
+                              token_secret=args.token_secret, allow_dirty=args.allow_dirty)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"deployed {len(result.files)} files to {result.space_url} in one commit: {result.commit_url}")
-    print(f"serving {args.model}@{args.revision} (Space variables MODEL_ID, MODEL_REVISION)")
+    print("\n".join(report(result, args.model, args.revision)))
     return 0

@@ -7,12 +7,16 @@ A class "A vs B" explains A rather than B.
 No Gradio here: each function takes the `Served` model and an image path and returns plain data
 (dicts, PIL images, Markdown), so it is tested directly and the UI is only wiring. A request the
 app cannot serve raises `UserError`, whose message is shown to the user as it is.
+
+Each task is two steps: a cheap check on the CPU (`check_image`, `check_explain`: the image decodes,
+the class exists, the opacity is in range) and the model work (`classify_batch`, `run_explain`,
+`run_compare`). On ZeroGPU only the second runs on a GPU, so a bad request never asks for one.
 """
 from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +36,16 @@ from space.serving import Served, autocast
 DISPLAY_MAX_SIDE = 2048
 PREDICTED = ""  # target value meaning "the predicted class"
 METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """A checked explanation request: method, decoded image, class (None: the predicted one), opacity."""
+
+    method: str
+    image: Image.Image
+    label: Optional[str]
+    opacity: float
 
 
 @dataclass(frozen=True)
@@ -113,12 +127,22 @@ def check_opacity(opacity: float) -> float:
     return value
 
 
+def check_image(served: Served, path: Optional[str]) -> Image.Image:
+    """The decoded upload, once the model is known to be loaded (the check before any model work)."""
+    require(served)
+    return read_image(path)
+
+
+def classify_batch(served: Served, images: list[Image.Image]) -> list[dict[str, float]]:
+    """Label -> probability for each image, most likely first: one forward pass for the whole batch."""
+    clf = require(served)
+    with autocast(clf):
+        return clf.predict_batch(images)
+
+
 def classify(served: Served, path: Optional[str]) -> dict[str, float]:
     """Label -> probability for the uploaded image, most likely first."""
-    clf = require(served)
-    img = read_image(path)
-    with autocast(clf):
-        return clf.predict(img)
+    return classify_batch(served, [check_image(served, path)])[0]
 
 
 def heatmap_image(heatmap: np.ndarray) -> Image.Image:
@@ -188,30 +212,39 @@ def render(e: Explanation, opacity: float) -> tuple[Image.Image, Image.Image]:
     return heatmap_image(e.heatmap), e.overlay(check_opacity(opacity))
 
 
-def explain(served: Served, path: Optional[str], method: str, target: Optional[str] = PREDICTED,
-            opacity: float = 0.5) -> ExplainResult:
-    """Grad-CAM or Score-CAM (fast on CPU, exact on GPU) of the predicted or chosen class."""
-    if method not in METHOD_NAMES:
+def check_explain(served: Served, path: Optional[str], method: str, target: Optional[str] = PREDICTED,
+                  opacity: float = 0.5) -> ExplainRequest:
+    """Every input of an explanation checked, the image decoded: what `run_explain` needs."""
+    if method not in METHOD_NAMES and method != "compare":
         raise UserError(f"Unknown method {method!r}; choose from {', '.join(METHOD_NAMES)}.")
     clf = require(served)
     opacity = check_opacity(opacity)
     img = read_image(path)
-    label = target_label(target, clf.labels)
+    return ExplainRequest(method, img, target_label(target, clf.labels), opacity)
+
+
+def run_explain(served: Served, request: ExplainRequest) -> ExplainResult:
+    """Grad-CAM or Score-CAM (fast on CPU, exact on GPU) of a checked request, with its faithfulness figures."""
+    clf = require(served)
     try:
-        e = clf.explain(img, method=method, target=label, max_channels=served.max_channels)
+        e = clf.explain(request.image, method=request.method, target=request.label, max_channels=served.max_channels)
     except ValueError as exc:  # e.g. a model whose input is too small for its last feature stage
         raise UserError(str(exc)) from None
-    heat, over = render(e, opacity)
+    heat, over = render(e, request.opacity)
     return ExplainResult(e, heat, over, summary(e), details(e), curve_plot(e.faithfulness) if e.faithfulness else None)
 
 
-def compare(served: Served, path: Optional[str], target: Optional[str] = PREDICTED,
-            opacity: float = 0.5) -> CompareResult:
+def explain(served: Served, path: Optional[str], method: str, target: Optional[str] = PREDICTED,
+            opacity: float = 0.5) -> ExplainResult:
+    """Grad-CAM or Score-CAM of the predicted or chosen class: check, then run."""
+    return run_explain(served, check_explain(served, path, method, target, opacity))
+
+
+def run_compare(served: Served, request: ExplainRequest) -> CompareResult:
     """Both methods on the same image and class, each with its time and faithfulness figures, and their agreement."""
-    grad = explain(served, path, "gradcam", target, opacity)
+    grad = run_explain(served, replace(request, method="gradcam"))
     # Pin Score-CAM to the class Grad-CAM explained, so "predicted" cannot mean two classes.
-    score = explain(served, path, "scorecam", target_label(target, require(served).labels) or grad.explanation.label,
-                    opacity)
+    score = run_explain(served, replace(request, method="scorecam", label=request.label or grad.explanation.label))
     agree = rounded(agreement(grad.explanation.heatmap, score.explanation.heatmap))
     rows = []
     for r in (grad, score):
@@ -225,3 +258,9 @@ def compare(served: Served, path: Optional[str], target: Optional[str] = PREDICT
              f"\n\nAgreement of the two maps: rank correlation **{agree['rank_correlation']:.2f}**, "
              f"overlap of their top 20% **{agree['top_overlap']:.0%}**.")
     return CompareResult(grad, score, table, agree)
+
+
+def compare(served: Served, path: Optional[str], target: Optional[str] = PREDICTED,
+            opacity: float = 0.5) -> CompareResult:
+    """Grad-CAM and Score-CAM of one image and class: check, then run both."""
+    return run_compare(served, check_explain(served, path, "compare", target, opacity))

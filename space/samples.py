@@ -24,7 +24,8 @@ def folder_images(folder: Path) -> list[tuple[str, str]]:
     """(path, caption) for the image files directly in `folder`, sorted by name."""
     if not folder.is_dir():
         return []
-    return [(str(p), p.stem) for p in find_images(folder, recursive=False)]
+    # the gallery is drawn by the browser, which cannot draw DICOM
+    return [(str(p), p.stem) for p in find_images(folder, recursive=False, dicom=False)]
 
 
 def model_examples(served: Served) -> list[tuple[str, str]]:

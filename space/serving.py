@@ -7,6 +7,7 @@ text is kept in `Served.error` and every endpoint reports it (see `handlers.requ
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
@@ -15,11 +16,20 @@ from hub.classifier import Classifier
 from hub.device import autocast as device_autocast
 from hub.device import autocast_dtype
 from hub.errors import ModelLoadError
+from hub.explain import faithfulness
 from hub.explain.cam import MaxChannels, resolve_max_channels
 from hub.loading import from_pretrained, is_repo_id, split_revision
 
-# ZeroGPU time slots (seconds) per call: Grad-CAM and classification are quick, exact Score-CAM is not.
-GPU_SECONDS = {"fast": 30, "slow": 120}
+# ZeroGPU schedules a call only while the visitor's remaining daily quota covers the duration the call
+# asks for (2 minutes a day without an account, 3.5 with a free one), and shorter asks queue first.
+# So each call asks for what its own work needs: a start-up cost, its forward passes scaled by the
+# model's input size, and the drawing of the heatmap at the image's size; `gpu_seconds` adds them up.
+GPU_START_SECONDS = 5.0      # scheduling, and the weights moved onto a freshly attached GPU
+GPU_PASS_SECONDS = 0.002     # one ResNet50 forward pass of a 224 px image in a batch: ~4x an A100's time
+DRAW_SECONDS_PER_MEGAPIXEL = 0.5   # resizing, colouring and blending the heatmap (CPU work inside the call)
+GPU_MAX_SECONDS = 60         # ZeroGPU's default; nothing here needs more
+REFERENCE_PIXELS = 224 * 224
+FAITHFULNESS_PASSES = faithfulness.forward_passes()  # the figures of each explanation: 62 at 10 steps
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,35 @@ def autocast(classifier: Classifier) -> contextlib.AbstractContextManager:
     return device_autocast(device, autocast_dtype(device) if device.type == "cuda" else None)
 
 
-def on_gpu(fn: Callable, seconds: int = GPU_SECONDS["fast"]) -> Callable:
-    """`spaces.GPU(fn)` on Hugging Face ZeroGPU hardware (when `spaces` is importable), else `fn`."""
+def forward_passes(served: Served, method: str, images: int = 1) -> int:
+    """Forward passes of one call: a batch of `images` to classify, or one explanation with its faithfulness."""
+    if method == "classify":
+        return images
+    if method == "gradcam":  # the backward pass runs through the head only: negligible
+        return 1 + FAITHFULNESS_PASSES
+    if method == "scorecam":
+        k = served.max_channels
+        return 1 + (served.classifier.model.num_features if k == "exact" else int(k)) + FAITHFULNESS_PASSES
+    if method == "compare":
+        return forward_passes(served, "gradcam") + forward_passes(served, "scorecam")
+    raise ValueError(f"unknown method {method!r}")
+
+
+def gpu_seconds(served: Served, method: str, image_size: tuple[int, int], images: int = 1) -> int:
+    """Seconds of GPU a call asks ZeroGPU for: start-up + its forward passes + drawing at `image_size` (w, h)."""
+    height, width = served.classifier.data_config["input_size"][1:]
+    passes = forward_passes(served, method, images) * GPU_PASS_SECONDS * height * width / REFERENCE_PIXELS
+    drawing = 0.0 if method == "classify" else DRAW_SECONDS_PER_MEGAPIXEL * image_size[0] * image_size[1] / 1e6
+    return min(GPU_MAX_SECONDS, math.ceil(GPU_START_SECONDS + passes + drawing * (2 if method == "compare" else 1)))
+
+
+def on_gpu(fn: Callable, duration: Callable[..., int]) -> Callable:
+    """`spaces.GPU(fn)` on Hugging Face ZeroGPU hardware (when `spaces` is importable), else `fn`.
+
+    `duration` takes the same arguments as `fn` and returns the seconds to ask for (ZeroGPU's dynamic duration).
+    """
     try:
         import spaces
     except ImportError:
         return fn
-    return spaces.GPU(duration=seconds)(fn)
+    return spaces.GPU(duration=duration)(fn)

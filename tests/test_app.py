@@ -1,5 +1,5 @@
-"""The Gradio app (space/): pure handlers, every named endpoint through gradio_client, concurrency,
-bad uploads, model-load failures and the offline cache, a model pinned on the test Hub, deploy-space.
+"""The Gradio app (space/): pure handlers, every named endpoint through gradio_client, concurrency and batching,
+bad uploads, model-load failures and the offline cache, a model pinned on the test Hub, ZeroGPU durations.
 
 Quick models keep this file fast: an untrained 64 px ResNet50 for the app plumbing (app_fixtures)
 and the session's `tiny_models` where a model has to come from training and the Hub.
@@ -10,26 +10,28 @@ import functools
 import gc
 import io
 import json
+import math
 import os
 import shutil
 import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from app_fixtures import LABELS, ROOT, SCORECAM_K, launch, random_model_folder
+from app_fixtures import LABELS, ROOT, SCORECAM_K, free_port, launch, random_model_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from hub import from_pretrained
 from hub.explain.cam import FAST_CHANNELS, resolve_max_channels
-from hub.publish import PublishError, push
+from hub.publish import push
 from space import app, handlers, serving
 from space import samples as sample_images
 
@@ -297,6 +299,93 @@ def test_eight_concurrent_clients_get_the_sequential_results(running_app, served
     assert running_app.demo._queue.max_size == app.QUEUE_SIZE  # bounded queue
 
 
+def test_concurrent_classify_requests_share_forward_passes_and_a_bad_upload_fails_alone(running_app, served,
+                                                                                          sample_paths, bad_files):
+    fn = next(f for f in running_app.demo.fns.values() if f.api_name == "classify")
+    assert (fn.concurrency_id, fn.concurrency_limit) == ("classify", 2 * app.MAX_BATCH_SIZE)  # batched wiring
+    bad, message = bad_files["notes.png"]
+    paths = [bad if i == 5 else sample_paths[i % len(sample_paths)] for i in range(12)]
+    clients = [Client(running_app.url, verbose=False) for _ in paths]
+    start = threading.Barrier(len(paths))
+
+    def call(i):
+        start.wait()
+        try:
+            return clients[i].predict(handle_file(str(paths[i])), api_name="/classify")
+        except AppError as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        answers = list(pool.map(call, range(len(paths))))
+    assert isinstance(answers[5], AppError) and message in str(answers[5])  # only the bad upload fails
+    for path, top in zip(paths, answers):
+        if path != bad:
+            alone = handlers.classify(served, str(path))
+            assert top["label"] == next(iter(alone))
+            assert {c["label"]: c["confidence"] for c in top["confidences"]} == pytest.approx(alone, abs=1e-6)
+
+
+class FakeSpaces:
+    """`spaces` as on ZeroGPU: GPU(duration=f) asks for f(*args) seconds, then runs the function (recorded)."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def GPU(self, duration):  # noqa: N802 - the name ZeroGPU's package uses
+        def decorate(fn):
+            def on_gpu(*args):
+                self.calls.append(duration(*args))
+                return fn(*args)
+            return on_gpu
+        return decorate
+
+
+def test_zerogpu_asks_for_each_calls_work_and_never_for_a_bad_request(served, sample_paths, bad_files, monkeypatch):
+    fake = FakeSpaces()
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    running = launch(served)
+    try:
+        client = Client(running.url, verbose=False)
+        image = handle_file(str(sample_paths[0]))
+        with pytest.raises(AppError, match="No image"):
+            client.predict(None, "", 0.5, api_name="/scorecam")
+        with pytest.raises(AppError, match="not an image file"):
+            client.predict(handle_file(str(bad_files["notes.png"][0])), "", 0.5, api_name="/compare")
+        with pytest.raises(AppError, match="No image"):
+            client.predict(None, api_name="/classify")
+        assert fake.calls == []  # checked on the CPU: no GPU asked for
+        for endpoint in ("/gradcam", "/scorecam", "/compare"):
+            client.predict(image, "", 0.5, api_name=endpoint)
+        client.predict(image, api_name="/classify")
+    finally:
+        running.demo.close()
+    grad, score, both, classify = fake.calls
+    assert classify <= grad <= score <= both <= serving.GPU_MAX_SECONDS
+    assert classify == math.ceil(serving.GPU_START_SECONDS + serving.GPU_PASS_SECONDS * 64 * 64 / 224 / 224)
+
+
+def test_gpu_seconds_grow_with_the_work_and_fit_an_anonymous_quota_many_times():
+    from types import SimpleNamespace
+
+    def served(k, side=224):
+        model = SimpleNamespace(num_features=2048)
+        return SimpleNamespace(max_channels=k, classifier=SimpleNamespace(model=model,
+                                                                          data_config={"input_size": (3, side, side)}))
+
+    exact, fast = served("exact"), served(32)
+    small, large = (512, 512), (2048, 2048)  # the largest image the app explains (handlers.DISPLAY_MAX_SIDE)
+    assert serving.FAITHFULNESS_PASSES == 2 + 2 * 9 * 3 + 2 * 3  # 10 steps: 2 curves of 3 maps, keep-remove
+    assert serving.forward_passes(exact, "scorecam") == 1 + 2048 + 62 and serving.forward_passes(fast, "scorecam") == 95
+    assert serving.gpu_seconds(exact, "scorecam", small) > serving.gpu_seconds(fast, "scorecam", small)
+    assert serving.gpu_seconds(exact, "scorecam", large) > serving.gpu_seconds(exact, "scorecam", small)
+    assert serving.gpu_seconds(served("exact", 448), "scorecam", small) > serving.gpu_seconds(exact, "scorecam", small)
+    assert serving.gpu_seconds(exact, "classify", (0, 0), 8) >= serving.gpu_seconds(exact, "classify", (0, 0), 1)
+    costliest = serving.gpu_seconds(exact, "compare", large)
+    assert costliest == 14  # 5 s start + 2,174 passes x 2 ms + 2 x 2.1 s drawing, rounded up
+    assert 120 // costliest >= 8  # an anonymous visitor's 2 daily minutes cover 8 of the costliest calls
+    assert serving.gpu_seconds(served("exact", 4096), "compare", large) == serving.GPU_MAX_SECONDS  # capped
+
+
 # ---- model from the Hub: pinned revision, load failures, offline cache ------------------------------------------
 
 def test_serves_a_pinned_revision_from_the_hub(hub_server, hub_token, repo_id, tiny_models, tiny_data, tmp_path):
@@ -380,72 +469,7 @@ def test_falls_back_to_the_cached_revision_when_the_hub_is_down(hub_server, hub_
         hub_server.start()
 
 
-# ---- deploy-space --------------------------------------------------------------------------------------------------
-
-def test_deploy_space_is_one_commit_with_the_app_hub_and_variables(hub_server, hub_token, repo_id, tiny_models,
-                                                                   tmp_path, capsys):
-    from huggingface_hub import HfApi, snapshot_download
-
-    from space.deploy import deploy_space, space_files
-
-    push(tiny_models[0], repo_id, tag="v1")
-    push(tiny_models[1], repo_id, tag="v2")
-    space_id = repo_id.replace("model-", "space-")
-    result = deploy_space(space_id, repo_id, "v1")
-    commits = hub_server.commits(space_id, "space")
-    assert len(commits) == 2 and commits[0]["id"] == result.commit  # repo creation + ONE deploy commit
-    files = set(commits[0]["files"])
-    shipped = {"app.py", "README.md", "requirements.txt", "space/__main__.py", "space/app.py", "space/handlers.py",
-               "space/serving.py", "space/samples.py", "hub/__init__.py", "hub/loading.py",
-               "hub/explain/explanation.py", "hub/templates/model_card.md"}
-    assert shipped <= files and files == set(space_files()) | {".gitattributes", "app.py"}
-    assert not [f for f in files if f.startswith(("train/", "tests/", "bench/")) or "__pycache__" in f]
-    api = HfApi()
-    assert {k: v.value for k, v in api.get_space_variables(space_id).items()} == \
-        {"MODEL_ID": repo_id, "MODEL_REVISION": "v1"}
-    # The Space runs from what was uploaded: `space` and `hub` import from beside app.py, `train` is not there.
-    space = Path(snapshot_download(space_id, repo_type="space", local_dir=str(tmp_path / "space")))
-    readme = (space / "README.md").read_text()
-    assert f"models:\n  - {repo_id}\n" in readme and "sdk: gradio" in readme and "app_file: app.py" in readme
-    probe = ("import importlib.util, hub, space.samples; print(hub.__file__); "
-             "print(importlib.util.find_spec('train'))")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=space, capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [str(space / "hub" / "__init__.py"), "None"]
-    assert (space / "app.py").read_text() == "from space.__main__ import main\n\nmain()\n"
-    # Deploying v2 later moves the variable; a file an earlier deploy shipped but this one does not is
-    # deleted in the same single commit.
-    api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="old_module.py", repo_id=space_id, repo_type="space")
-    from space.__main__ import main
-
-    assert main(["deploy", space_id, "--model", repo_id, "--revision", "v2"]) == 0
-    out = capsys.readouterr().out
-    assert f"in one commit: {hub_server.url}/spaces/{space_id}/commit/" in out and f"serving {repo_id}@v2" in out
-    commits = hub_server.commits(space_id, "space")
-    assert len(commits) == 4 and set(commits[0]["files"]) == files
-    assert api.get_space_variables(space_id)["MODEL_REVISION"].value == "v2"
-
-
-def test_deploy_space_cli_errors_are_one_line(hub_server, hub_token, repo_id, tiny_models, capsys):
-    from hub.__main__ import main as hub_main
-    from space.__main__ import main
-
-    assert main(["deploy", "testorg/some-space", "--model", "testorg/no-such-model", "--revision", "v1"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not deploying: model testorg/no-such-model" in err
-    assert main(["deploy", "testorg/some-space", "--model", str(tiny_models[0])]) == 2
-    assert "a Space cannot read a local folder" in capsys.readouterr().err
-    # The old spelling names the new command instead of deploying from the wrong layer.
-    assert hub_main(["deploy-space", "testorg/some-space", "--model", repo_id]) == 2
-    assert "python -m space deploy testorg/some-space --model" in capsys.readouterr().err
-    push(tiny_models[0], repo_id, tag="v1")
-    assert main(["deploy", "testorg/some-space", "--model", repo_id, "--revision", "v9"]) == 2
-    assert "revision 'v9' not found" in capsys.readouterr().err
-    with pytest.raises(PublishError, match="not a Space id"):
-        from space.deploy import deploy_space
-        deploy_space("no-slash", repo_id, "v1")
-
+# ---- the command line -------------------------------------------------------------------------------------------
 
 def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
     monkeypatch.setenv("MODEL_ID", "org/from-env")
@@ -469,13 +493,32 @@ def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
             serve_parser().parse_args(bad)
 
 
-def test_app_help_runs_from_the_repository(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "space" / "app.py"), "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+def test_python_m_space_serves_a_model_folder(random_model, tmp_path):
+    """`python -m space --model DIR` from the repository root: the help, then a real start answering HTTP 200."""
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "space", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
     assert done.returncode == 0, done.stderr
-    for flag in ("--model", "--revision", "--port", "--host", "--share", "--scorecam-channels"):
+    for flag in ("--model", "--revision", "--port", "--host", "--share", "--max-channels", "--max-batch-size"):
         assert flag in done.stdout
+    port = free_port()
+    log = (tmp_path / "app.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "space", "--model", str(random_model), "--port", str(port)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline, status = time.time() + 180, None
+        while time.time() < deadline and status is None and proc.poll() is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status
+            except OSError:
+                time.sleep(1)
+        assert status == 200, (tmp_path / "app.log").read_text()[-2000:]
+        assert f"serving {random_model}" in (tmp_path / "app.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_memory_tuning_takes_effect_on_glibc():

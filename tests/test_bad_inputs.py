@@ -6,10 +6,14 @@ one-line `error:` with exit code 2, never a traceback; and no file that existed 
 or lost. Surfaces:
 
 - image: `hub.images.load_image`, and the same file uploaded to the app (`handlers.classify`)
-- train: `python -m train` (its `main`), with --out pointing at an earlier model folder
+- train: `python -m train` (its `main`), with --out pointing at an earlier model folder (bad `--init`
+  parents on the test Hub included)
 - model: `hub.from_pretrained` on a local folder, and the app started on it (`serving.load`)
 - repo: `hub.from_pretrained` / `hub.publish.push` against the test Hub
 - app: the app's request handlers (what /classify, /gradcam, /scorecam, /compare call)
+- space: the app started as a Space starts it (MODEL_ID, MODEL_REVISION, HF_TOKEN from the environment):
+  no model, but a banner saying why, and the app builds
+- deploy: `python -m space deploy` against a Space deployed before: one line, exit 2, the Space's files unchanged
 - explain: `hub.explain.explain` / `Classifier.explain` from Python
 - explain-cli: `python -m hub explain` (its `main`), which must not create --out or touch the model folder
 """
@@ -66,6 +70,41 @@ def animated_gif(path: Path) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:])
 
 
+def dicom(edit: Callable) -> Callable[[Path], None]:
+    """Write a small uncompressed DICOM file, changed by `edit(dataset)` before saving."""
+    def write(path: Path) -> None:
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.set_pixel_data(np.arange(64, dtype=np.uint16).reshape(8, 8), "MONOCHROME2", 16)
+        edit(ds)
+        ds.save_as(path, enforce_file_format=True)
+    return write
+
+
+def no_pixels(ds) -> None:
+    del ds.PixelData
+
+
+def zero_size(ds) -> None:
+    ds.Rows, ds.Columns, ds.PixelData = 0, 0, b""
+
+
+def groups_csv(extra_rows: tuple[str, ...] = (), drop: int = 0) -> Callable:
+    """A --groups CSV for `dataset(ctx)`: one group per file, minus the first `drop` files, plus extra rows."""
+    def make(ctx):
+        root = dataset(ctx)
+        rows = [f"{p.relative_to(root).as_posix()},patient{i}" for i, p in enumerate(sorted(root.rglob("*.png")))]
+        path = ctx.tmp / "groups.csv"
+        path.write_text("path,group\n" + "\n".join([*rows[drop:], *extra_rows]) + "\n")
+        return path
+    return make
+
+
 def dataset(ctx, **changes) -> Path:
     """A valid 3-class dataset (4 images each) with folders changed by `changes` (name -> None/'corrupt'/'rename:x')."""
     root = make_dataset(ctx.tmp / "data", classes=3, per_class=4, size=32, seed=0)
@@ -113,7 +152,8 @@ def pickle_only(folder: Path) -> None:
 
 
 def repo(kind: str) -> Callable:
-    """A repo source on the test Hub: 'missing', a 'rev' that does not exist, or a 'pickle'-only repo."""
+    """A repo source on the test Hub: 'missing', a 'rev' that does not exist, a 'pickle'-only repo, a 'private'
+    one (with no token left to read it) or a 'resnet18' one."""
     def make(ctx):
         from huggingface_hub import HfApi
 
@@ -122,13 +162,20 @@ def repo(kind: str) -> Callable:
         if kind == "missing":
             return repo_id
         api = HfApi()
-        api.create_repo(repo_id)
+        api.create_repo(repo_id, private=kind == "private")
         if kind == "pickle":
             api.upload_file(path_or_fileobj=(ctx.model / "config.json").read_bytes(), path_in_repo="config.json",
                             repo_id=repo_id)
             api.upload_file(path_or_fileobj=b"\x80\x04 pickle", path_in_repo="pytorch_model.bin", repo_id=repo_id)
             return repo_id
+        if kind == "resnet18":
+            folder = random_model_folder(ctx.tmp / "resnet18", size=32, arch="resnet18")
+            api.upload_folder(folder_path=str(folder), repo_id=repo_id)
+            return repo_id
         api.upload_folder(folder_path=str(ctx.model), repo_id=repo_id)
+        if kind == "private":
+            ctx.request.getfixturevalue("monkeypatch").delenv("HF_TOKEN")
+            return repo_id
         return f"{repo_id}@v99"
     return make
 
@@ -196,6 +243,39 @@ def explain_cli(*extra, model_size: Optional[int] = None) -> Callable:
     return make
 
 
+def space_env(model: str = "public", revision: str = "v1", token: bool = True) -> Callable:
+    """The environment a Space starts with: MODEL_ID of a 'public' or 'private' repo (or 'none'), MODEL_REVISION,
+    and HF_TOKEN only when `token`."""
+    def make(ctx):
+        from deploy_fixtures import model_repo
+
+        env = {}
+        if model != "none":
+            ctx.request.getfixturevalue("hub_token")
+            repo_id = model_repo(ctx.request.getfixturevalue("repo_id"), ctx.tmp, private=model == "private")
+            env = {"MODEL_ID": repo_id, "MODEL_REVISION": revision}
+        if token:
+            env["HF_TOKEN"] = ctx.request.getfixturevalue("hub_token")
+        return env
+    return make
+
+
+def deploy_args(*args: str) -> Callable:
+    """A Space deployed once (a public model at v1), then argv for deploying to it again with `args`."""
+    def make(ctx):
+        from deploy_fixtures import make_checkout, model_repo
+
+        import space.deploy
+
+        ctx.request.getfixturevalue("hub_token")
+        repo_id = model_repo(ctx.request.getfixturevalue("repo_id"), ctx.tmp)
+        ctx.request.getfixturevalue("monkeypatch").setattr(space.deploy, "CHECKOUT", make_checkout(ctx.tmp / "clone"))
+        space_id = repo_id.replace("model-", "space-")
+        space.deploy.deploy_space(space_id, repo_id, "v1")
+        return ["deploy", space_id, "--model", repo_id, *args]
+    return make
+
+
 def sample(ctx) -> str:
     path = ctx.tmp / "ok.png"
     _gradient((48, 48)).save(path)
@@ -211,6 +291,10 @@ ROWS = {
     "html named .jpg": Row("image", file_with("page.jpg", lambda p: p.write_text("<html><b>x</b></html>")),
                            "not an image file"),
     "truncated jpeg": Row("image", file_with("cut.jpg", truncated_jpeg), "corrupt or truncated"),
+    "dicom without pixel data": Row("image", file_with("report.dcm", dicom(no_pixels)), "no pixel data"),
+    "dicom of 0 x 0 pixels": Row("image", file_with("empty.dcm", dicom(zero_size)), "zero size (0x0)"),
+    "dicom with a corrupt header": Row("image", file_with("broken.dcm", lambda p: p.write_bytes(
+        b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f garbage")), "DICOM"),
     "30000x30000 png": Row("image", file_with("huge.png", lambda p: Image.new("1", (30000, 30000)).save(p)),
                            "too large"),
     "directory as image": Row("image", lambda ctx: ctx.tmp, "is a directory, not an image file"),
@@ -240,6 +324,19 @@ ROWS = {
                                           "contains '\\\\'"),
     "val classes differ": Row("train", train_args("--val-data", lambda ctx: dataset_copy(ctx, ring="rename:oval")),
                               "class folders of --val-data differ from --data"),
+    "--group-pattern matches nothing": Row("train", train_args("--split", "group", "--group-pattern", "patient(\\d+)"),
+                                           "--group-pattern 'patient(\\\\d+)' matches none of the 12 files"),
+    "--group-pattern one group": Row("train", train_args("--split", "group", "--group-pattern", "(png)$"),
+                                     "puts all 12 files in one group"),
+    "--groups missing files": Row("train", train_args("--split", "group", "--groups", groups_csv(drop=2)),
+                                  "2 image(s) of --data are not listed"),
+    "--groups unknown files": Row("train", train_args("--split", "group", "--groups",
+                                                      groups_csv(extra_rows=("ring/ghost.png,p9",))),
+                                  "row(s) name files that are not in --data (e.g. 'ring/ghost.png'"),
+    "split leaves a class without validation": Row("train", train_args("--split", "group", "--group-pattern",
+                                                                       "^([^/]+)/"), "after the group split"),
+    "--split group without groups": Row("train", train_args("--split", "group"),
+                                        "--split group needs a group for every image"),
     "--img-size 0": Row("train", train_args("--img-size", "0"), "--img-size must be at least 32"),
     "--epochs -1": Row("train", train_args("--epochs", "-1"), "--epochs must be at least 1"),
     "--val-split 1.5": Row("train", train_args("--val-split", "1.5"), "--val-split"),
@@ -247,6 +344,17 @@ ROWS = {
     "--init a pickle": Row("train", train_args("--init", "weights.pth"), "pickled checkpoints are never loaded"),
     "--init missing file": Row("train", train_args("--init", lambda ctx: ctx.tmp / "none.safetensors"),
                                "none.safetensors"),
+    "--init repo that does not exist": Row("train", train_args("--init", repo("missing")),
+                                           "repository not found on the Hub"),
+    "--init revision that does not exist": Row("train", train_args("--init", repo("rev")),
+                                               "revision 'v99' not found"),
+    "--init private repo without a token": Row("train", train_args("--init", repo("private")),
+                                               "or it is private and no valid token was given: set HF_TOKEN"),
+    "--init pickle-only repo": Row("train", train_args("--init", repo("pickle")), "pickled weights are never loaded"),
+    "--init repo of another architecture": Row("train", train_args("--init", repo("resnet18")),
+                                               "the parent is a resnet18 but this run trains a resnet50 (--arch)"),
+    "--init-head unknown": Row("train", train_args("--init", lambda ctx: ctx.model, "--init-head", "fresh"),
+                               "--init-head must be 'keep' (carry the head over by label name) or 'reset'"),
     # model folders
     "config num_classes wrong": Row("model", model_folder(edit_config(num_classes=7)),
                                     "num_classes=7 but the weights have 3"),
@@ -298,6 +406,15 @@ ROWS = {
     "cli: --steps 0 with --sanity": Row("explain-cli", explain_cli("--steps", "0", "--sanity"), "--steps must be"),
     "cli: input too small for the layer": Row("explain-cli", explain_cli(model_size=32),
                                               "gives a 1x1 map at this model's input size"),
+    # a Space's start-up and deploys
+    "Space with no MODEL_ID": Row("space", space_env(model="none"), "no model given: set MODEL_ID"),
+    "private model, Space without a token": Row("space", space_env(model="private", token=False),
+                                                "repository not found on the Hub (or it is private"),
+    "MODEL_REVISION that does not exist": Row("space", space_env(revision="v99"), "revision 'v99' not found"),
+    "deploy a revision that does not exist": Row("deploy", deploy_args("--revision", "v99"),
+                                                 "revision 'v99' not found"),
+    "deploy on --hardware that does not exist": Row("deploy", deploy_args("--hardware", "a100-huge"),
+                                                    "--hardware 'a100-huge' is not a Space hardware"),
 }
 
 
@@ -420,8 +537,42 @@ def run_explain_cli(row, ctx, argv, capsys):
     assert not (ctx.tmp / "out").exists()  # nothing partial written
 
 
+def run_space(row, ctx, env, capsys):
+    import html
+
+    from space.__main__ import serve_parser
+    from space.app import build_demo, error_banner
+    from space.serving import load
+
+    monkeypatch = ctx.request.getfixturevalue("monkeypatch")
+    for key in ("MODEL_ID", "MODEL_REVISION", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    args = serve_parser().parse_args([])
+    served = load(args.model, args.revision, device="cpu")
+    assert not served.ready and row.message in served.error and "\n" not in served.error, served.error
+    assert html.escape(row.message) in error_banner(served)
+    build_demo(served)  # the app still starts, and says why in the banner
+
+
+def run_deploy(row, ctx, argv, capsys):
+    from huggingface_hub import HfApi
+
+    from space.__main__ import main
+
+    space_id = argv[1]
+    before = HfApi().list_repo_files(space_id, repo_type="space")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and row.message in err, err
+    assert HfApi().list_repo_files(space_id, repo_type="space") == before  # nothing deleted from the Space
+
+
 RUNNERS = {"image": run_image, "train": run_train, "model": run_model, "repo": run_repo, "push": run_call,
-           "app": run_call, "explain": run_explain, "explain-cli": run_explain_cli}
+           "app": run_call, "explain": run_explain, "explain-cli": run_explain_cli, "space": run_space,
+           "deploy": run_deploy}
 
 
 def test_the_table_is_broad():

@@ -13,7 +13,9 @@ from train.config import RECIPES, build_config
 FLAGS = ["--data", "--val-data", "--test-data", "--val-split", "--recipe", "--epochs", "--img-size", "--batch-size",
          "--lr", "--optimizer", "--weight-decay", "--unfreeze", "--class-weights", "--dropout", "--patience", "--seed",
          "--workers", "--pretrained", "--no-pretrained", "--init", "--device", "--amp", "--out", "--resume",
-         "--push-to", "--tag"]
+         "--push-to", "--tag", "--split", "--group-pattern", "--groups", "--leakage-check", "--scale-min",
+         "--label-smoothing", "--mixup", "--cutmix", "--ema-decay", "--warmup-epochs", "--tta", "--homepage", "--tags",
+         "--init-head", "--mean", "--std", "--interpolation"]
 
 
 def test_help_documents_every_flag_with_defaults():
@@ -28,7 +30,7 @@ def test_help_documents_every_flag_with_defaults():
     assert synth.returncode == 0 and "--per-class" in synth.stdout
 
 
-def test_her2_recipe_is_the_first_seed():
+def test_her2_recipe_defaults():
     cfg = build_config("her2", data="d")
     assert (cfg.pretrained, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.min_lr) == \
         (True, "adam", 1e-3, 1e-4, 20, 1e-6)
@@ -58,12 +60,39 @@ def test_mri_recipe_and_overrides():
     (dict(init="weights.pth"), "pickled checkpoints are never loaded"),
     (dict(tag="v1"), "--tag only makes sense with --push-to"),
     (dict(data=""), "--data is required"),
+    (dict(init="model.onnx"), "not a model folder, a .safetensors file or a Hub repo id"),
+    (dict(init="org/repo", init_head="fresh"), "--init-head must be 'keep'"),
+    (dict(init_head="reset"), "--init-head reset needs --init"),
+    (dict(mean=(0.5, 0.5)), "--mean takes three comma-separated numbers"),
+    (dict(std=(0.2, 0.0, 0.2)), "all positive"),
+    (dict(interpolation="cubic"), "--interpolation must be one of bicubic, bilinear, nearest"),
+    (dict(split="patients"), "--split must be one of random, ordered, group"),
+    (dict(group_pattern="(p\\d+)"), "--group-pattern and --groups only apply with --split group"),
+    (dict(split="group", group_pattern="x", group_csv="g.csv"), "either --group-pattern or --groups"),
+    (dict(scale_min=0.0), "--scale-min must be in"),
+    (dict(label_smoothing=1.0), "--label-smoothing"),
+    (dict(mixup=-1.0), "--mixup and --cutmix"),
+    (dict(ema_decay=1.0), "--ema-decay must be in"),
+    (dict(epochs=3, warmup_epochs=3), "--warmup-epochs must be >= 0 and below --epochs"),
+    (dict(homepage="github.com/me"), "--homepage must be an http"),
+    (dict(tags=("ok", "not ok")), "--tags takes a comma list"),
 ])
 def test_bad_options(override, message):
     with pytest.raises(ConfigError, match=message):
         build_config("her2", **{"data": "d", **override})
     with pytest.raises(ConfigError, match="unknown --recipe"):
         build_config("cats", data="d")
+
+
+def test_init_model_keeps_its_input_size_unless_given():
+    assert build_config("her2", data="d", init="org/repo@v1").img_size is None  # None: the parent's size
+    assert build_config("her2", data="d", init="org/repo@v1", img_size=96).img_size == 96
+    assert build_config("her2", data="d", init="w.safetensors").img_size == 224  # a bare file has no size
+    args = vars(parser().parse_args(["--data", "d", "--init", "org/repo@0123abc", "--mean", "0.5,0.4,0.3",
+                                     "--interpolation", "bilinear"]))
+    cfg = build_config(args.pop("recipe"), **args)
+    assert (cfg.init, cfg.init_is_model, cfg.mean, cfg.interpolation) == \
+        ("org/repo@0123abc", True, (0.5, 0.4, 0.3), "bilinear")
 
 
 @pytest.mark.parametrize("argv,message", [

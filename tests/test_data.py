@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from hub.errors import DataError
-from train.data import build_splits, scan_folder, stratified_split
+from train.data import build_splits, scan_folder
+from train.splits import random_split
 from train.synthetic import load_evidence, make_dataset
 
 
@@ -84,16 +85,33 @@ def test_class_names_must_match_between_splits(tiny, tmp_path):
         build_splits(tiny, test_data=tmp_path / "val")
 
 
-def test_stratified_split_is_seeded_and_per_class(tmp_path):
+def test_random_split_is_seeded_and_per_class(tmp_path):
     root = make_dataset(tmp_path / "syn", classes=3, per_class=20, size=24, seed=1)
     found = scan_folder(root)
     classes = list(found)
-    t1, v1 = stratified_split(found, classes, 0.25, seed=7)
-    t2, v2 = stratified_split(found, classes, 0.25, seed=7)
-    t3, v3 = stratified_split(found, classes, 0.25, seed=8)
+    t1, v1 = random_split(found, classes, 0.25, seed=7)
+    t2, v2 = random_split(found, classes, 0.25, seed=7)
+    t3, v3 = random_split(found, classes, 0.25, seed=8)
     assert v1 == v2 and t1 == t2 and v1 != v3
-    assert v1.counts(3) == [5, 5, 5] and t1.counts(3) == [15, 15, 15]
-    assert not set(t1.paths) & set(v1.paths)
+    assert [len(v1[c]) for c in classes] == [5, 5, 5] and [len(t1[c]) for c in classes] == [15, 15, 15]
+    assert not {p for ps in t1.values() for p in ps} & {p for ps in v1.values() for p in ps}
+
+
+def test_build_splits_ordered_and_group_record_how(tmp_path):
+    root = make_dataset(tmp_path / "syn", classes=2, per_class=10, size=24, seed=1)
+    ordered = build_splits(root, val_split=0.2, split="ordered")
+    assert {p.stem[-2:] for p in ordered.val.paths} == {"08", "09"}  # the last 20% in natural order
+    assert ordered.info == {"method": "ordered", "images": {"train": {"ring": 8, "cross": 8},
+                                                            "val": {"ring": 2, "cross": 2}}}
+    # group: patient = file number // 5, so each class has two patients; one of each class goes to val
+    rows = [f"{c}/{c}_{i:04d}.png,{c}-{i // 5}" for c in ("ring", "cross") for i in range(10)]
+    (tmp_path / "groups.csv").write_text("path,group\n" + "\n".join(rows) + "\n")
+    grouped = build_splits(root, val_split=0.5, split="group", group_csv=tmp_path / "groups.csv")
+    assert grouped.info["method"] == "group" and grouped.info["groups"] == {"train": 2, "val": 2}
+    train_groups = {grouped.groups[p] for p in grouped.train.paths}
+    assert not train_groups & {grouped.groups[p] for p in grouped.val.paths}
+    with pytest.raises(DataError, match="--split group needs a group for every image"):
+        build_splits(root, split="group")  # PNGs carry no PatientID: a pattern or a CSV is needed
 
 
 def test_explicit_val_and_test_and_fingerprint(tiny, tmp_path):

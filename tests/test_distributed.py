@@ -44,3 +44,31 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     run = json.loads((tmp_path / "two" / "train_config.json").read_text())["run"]
     assert run["processes"] == 2
     assert not list((tmp_path / "two").glob("*.tmp*"))  # a single writer: no stray files
+
+
+def test_gpus_get_a_group_with_both_backends_and_reductions_on_the_training_device(monkeypatch):
+    """NCCL reduces only CUDA tensors: on GPUs the group is `cpu:gloo,cuda:nccl`, and `sum_all` hands
+    `all_reduce` a tensor on the device it is given (checked here without a GPU: `meta` stands in for one)."""
+    import torch
+    import torch.distributed as dist
+
+    from train.distributed import World, backend_for, sum_all
+
+    assert backend_for(torch.device("cuda")) == "cpu:gloo,cuda:nccl"
+    assert backend_for(torch.device("cuda", 1)) == "cpu:gloo,cuda:nccl"
+    assert backend_for(torch.device("cpu")) == "gloo"  # NCCL refuses to start without a GPU
+    seen = []
+
+    def all_reduce(tensor, *args, **kwargs):
+        seen.append(tensor.device)
+        if tensor.device.type != "meta":
+            tensor.mul_(2)  # as if a second rank held the same values
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    two = World(rank=0, size=2)
+    assert sum_all([1.0, 2.5], two, torch.device("cpu")) == [2.0, 5.0]
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: [0.0])  # meta tensors hold no values to read back
+    sum_all([1.0], two, torch.device("meta"))
+    assert seen == [torch.device("cpu"), torch.device("meta")]
+    assert sum_all([3.0], World(), torch.device("meta")) == [3.0]  # a world of one never reduces
+    assert len(seen) == 2

@@ -102,7 +102,7 @@ def test_predicted_class_batch_and_target(model_copy, images, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["{images}/nowhere"], "no such file or folder"),
     (["{images}", "--max-channels", "0"], "--max-channels must be at least 1"),
-    (["{images}", "--max-channels", "many"], "--max-channels must be auto, exact or a positive integer"),
+    (["{images}", "--max-channels", "many"], "--max-channels must be 'auto', 'exact' or a whole number >= 1"),
     (["{images}", "--target", "tumour"], "unknown target label 'tumour'"),
     (["{images}", "--target", "ring vs ring"], "needs two different classes, got 'ring' twice"),
     (["{images}", "--target", "ring vs tumour"], "unknown target label 'tumour'"),

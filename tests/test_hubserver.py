@@ -364,6 +364,98 @@ def test_space_repo_upload_and_variables(api: HfApi, hub_server: HubServer) -> N
     assert api.get_space_variables(space_id) == {}
 
 
+@pytest.fixture
+def space_id() -> str:
+    """A fresh Space id per test (not created)."""
+    return f"testorg/space-{uuid.uuid4().hex[:8]}"
+
+
+def test_space_created_with_hardware_variables_and_secrets_in_one_call(
+    api: HfApi, space_id: str, hub_server: HubServer, hub_token: str
+) -> None:
+    """create_repo sends sdk, hardware, variables and secrets together; secrets are stored but no GET returns them,
+    and a second create_repo(exist_ok=True) answers 409 and applies nothing, as on the Hub."""
+    secret = f"hf_secret_{uuid.uuid4().hex}"
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", space_hardware="t4-small", private=True,
+                    space_variables=[{"key": "MODEL_ID", "value": "testorg/model", "description": "weights"}],
+                    space_secrets=[{"key": "HF_TOKEN", "value": secret}], exist_ok=True)
+    variables = api.get_space_variables(space_id)
+    assert {k: (v.value, v.description) for k, v in variables.items()} == {"MODEL_ID": ("testorg/model", "weights")}
+    assert hub_server.space_secrets(space_id) == {"HF_TOKEN": secret}
+
+    runtime = api.get_space_runtime(space_id)  # nothing to run yet: the initial commit has no app.py
+    assert (runtime.stage, runtime.hardware, runtime.requested_hardware) == ("NO_APP_FILE", None, "t4-small")
+    info = api.space_info(space_id)
+    assert info.private is True and info.runtime.requested_hardware == "t4-small"
+    with pytest.raises(RepositoryNotFoundError):
+        api.get_space_runtime(space_id, token=False)
+
+    for path in ("", "/runtime", "/variables"):  # every GET the Space answers: the secret is in none of them
+        response = httpx2.get(f"{hub_server.url}/api/spaces/{space_id}{path}",
+                              headers={"Authorization": f"Bearer {hub_token}"})
+        assert response.status_code == 200 and secret not in response.text and "HF_TOKEN" not in response.text
+
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", space_hardware="a10g-small",
+                    space_variables=[{"key": "MODEL_ID", "value": "other"}], exist_ok=True)
+    assert api.get_space_variables(space_id)["MODEL_ID"].value == "testorg/model"
+    assert api.get_space_runtime(space_id).requested_hardware == "t4-small"
+
+
+def test_space_with_unknown_hardware_is_refused(api: HfApi, space_id: str, hub_server: HubServer) -> None:
+    """A hardware name outside huggingface_hub's SpaceHardware list is a 400 with a message; nothing is created."""
+    with pytest.raises(HfHubHTTPError, match="Invalid hardware flavor 'gpu-huge'") as error:
+        api.create_repo(space_id, repo_type="space", space_sdk="gradio", space_hardware="gpu-huge", exist_ok=True)
+    assert error.value.response.status_code == 400
+    assert hub_server.commits(space_id, "space") == [] and not api.repo_exists(space_id, repo_type="space")
+    with pytest.raises(HfHubHTTPError, match="Invalid variable key") as error:
+        api.create_repo(space_id, repo_type="space", space_sdk="gradio", space_variables=[{"key": "1X", "value": ""}])
+    assert error.value.response.status_code == 400 and hub_server.commits(space_id, "space") == []
+
+
+def test_space_secret_and_hardware_requests(api: HfApi, space_id: str, hub_server: HubServer, read_token: str) -> None:
+    """add_space_secret stores (or replaces) a value only the Space sees; request_space_hardware answers the new
+    runtime; unknown hardware is a 400 and a read token a 403."""
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio")
+    assert api.get_space_runtime(space_id).requested_hardware == "cpu-basic"  # the Hub's default
+    api.add_space_secret(space_id, "HF_TOKEN", "hf_first", description="pushes results")
+    api.add_space_secret(space_id, "HF_TOKEN", "hf_second")
+    assert hub_server.space_secrets(space_id) == {"HF_TOKEN": "hf_second"}
+    assert api.get_space_variables(space_id) == {}  # secrets are not variables
+
+    runtime = api.request_space_hardware(space_id, "zero-a10g", sleep_time=3600)
+    assert (runtime.requested_hardware, runtime.sleep_time) == ("zero-a10g", 3600)
+    assert api.space_info(space_id).runtime.requested_hardware == "zero-a10g"
+    with pytest.raises(HfHubHTTPError, match="Invalid hardware flavor") as error:
+        api.request_space_hardware(space_id, "gpu-huge")
+    assert error.value.response.status_code == 400
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi(token=read_token).request_space_hardware(space_id, "cpu-upgrade")
+    assert error.value.response.status_code == 403
+    assert api.get_space_runtime(space_id).requested_hardware == "zero-a10g"
+
+
+def test_space_commit_then_snapshot_into_an_empty_folder(api: HfApi, space_id: str, tmp_path: Path) -> None:
+    """A commit to a Space (LFS included) comes back whole with snapshot_download(repo_type="space", local_dir=...),
+    and with app.py on main the Space runs on its requested hardware."""
+    weights = os.urandom(2048)
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", space_hardware="cpu-upgrade")
+    folder = write_files(tmp_path / "app", {
+        "app.py": "import hub\n", "hub/__init__.py": "", "requirements.txt": "gradio\n",
+        "weights/tiny.safetensors": weights,
+    })
+    info = api.upload_folder(repo_id=space_id, repo_type="space", folder_path=folder, commit_message="Deploy")
+    target = tmp_path / "checkout"
+    assert Path(snapshot_download(space_id, repo_type="space", local_dir=target)) == target
+    files = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file() and ".cache" not in p.parts}
+    assert files == {".gitattributes", "README.md", "app.py", "hub/__init__.py", "requirements.txt",
+                     "weights/tiny.safetensors"}
+    assert (target / "weights" / "tiny.safetensors").read_bytes() == weights
+    assert "sdk: gradio" in (target / "README.md").read_text()
+    assert api.space_info(space_id).sha == info.oid
+    runtime = api.get_space_runtime(space_id)
+    assert (runtime.stage, runtime.hardware, runtime.requested_hardware) == ("RUNNING", "cpu-upgrade", "cpu-upgrade")
+
+
 # ---- timm ----------------------------------------------------------------------------------------------------------
 
 

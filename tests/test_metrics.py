@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from train.metrics import evaluate, expected_calibration_error
+from train import metrics
+from train.metrics import _bootstrap_metrics, bootstrap_intervals, evaluate, expected_calibration_error
 
 LABELS = ["a", "b", "c"]
 # 6 samples: true a,a,b,b,c,c ; predicted a,b,b,b,c,a
@@ -82,3 +83,89 @@ def test_shape_errors():
         evaluate(Y, P[:, :2], LABELS)
     with pytest.raises(ValueError, match="empty"):
         evaluate([], np.zeros((0, 3)), LABELS)
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+
+def _cases(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n cases of 3 classes, probabilities leaning to the true class, scores rounded so ties occur."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    p = rng.dirichlet([1, 1, 1], n)
+    p[np.arange(n), y] += 0.4
+    return y, np.round(p / p.sum(axis=1, keepdims=True), 1)
+
+
+def test_bootstrap_metrics_of_a_resample_equal_evaluate_on_it():
+    y, p = _cases(40, seed=0)
+    weights = np.random.default_rng(1).integers(0, 3, size=(5, 40)).astype(np.float64)  # zeros: dropped cases
+    accuracy, f1, auc = _bootstrap_metrics(weights, y, p)
+    for row, a, f, u in zip(weights, accuracy, f1, auc, strict=True):
+        drawn = np.repeat(np.arange(40), row.astype(int))
+        m = evaluate(y[drawn], p[drawn], LABELS)
+        assert (a, f, u) == pytest.approx((m["accuracy"], m["f1_macro"], m["auc_macro"]))
+
+
+def test_bootstrap_intervals_shape_and_determinism():
+    y, p = _cases(300, seed=2)
+    r = bootstrap_intervals(y, p, n_boot=500, seed=3)
+    m = evaluate(y, p, LABELS)
+    for name in ("accuracy", "f1_macro", "auc_macro"):
+        assert r[name]["estimate"] == pytest.approx(m[name])
+        assert r[name]["low"] < r[name]["estimate"] < r[name]["high"]
+    assert (r["level"], r["n_boot"], r["resampled"], r["units"], r["auc_resamples"]) == (0.95, 500, "cases", 300, 500)
+    assert r == bootstrap_intervals(y, p, n_boot=500, seed=3)
+    assert r != bootstrap_intervals(y, p, n_boot=500, seed=4)
+    narrow = bootstrap_intervals(y, p, n_boot=500, seed=3, level=0.5)["accuracy"]
+    assert r["accuracy"]["low"] < narrow["low"] < narrow["high"] < r["accuracy"]["high"]
+
+
+def test_bootstrap_accuracy_interval_matches_the_binomial_width():
+    y = np.zeros(400, dtype=np.int64)
+    p = np.tile([0.9, 0.1], (400, 1))
+    p[::5] = [0.1, 0.9]  # 80% correct
+    r = bootstrap_intervals(y, p, n_boot=2000, seed=0)["accuracy"]
+    expected = 2 * 1.96 * math.sqrt(0.8 * 0.2 / 400)  # normal approximation: 0.078
+    assert r["high"] - r["low"] == pytest.approx(expected, rel=0.15)
+    assert bootstrap_intervals(y, p, n_boot=50)["auc_macro"] is None  # one class only: no AUC at all
+
+
+def test_cluster_bootstrap_resamples_whole_groups(monkeypatch):
+    # 40 patients of 10 slices, each patient all right or all wrong: 40 independent units, not 400
+    y = np.zeros(400, dtype=np.int64)
+    groups = np.repeat([f"p{i}" for i in range(40)], 10)
+    right = np.repeat(np.arange(40) % 2 == 0, 10)
+    p = np.where(right[:, None], [0.9, 0.1], [0.1, 0.9])
+    cases = bootstrap_intervals(y, p, n_boot=1000)["accuracy"]
+    clustered = bootstrap_intervals(y, p, n_boot=1000, groups=groups)
+    assert (clustered["resampled"], clustered["units"]) == ("groups", 40)
+    assert clustered["accuracy"]["high"] - clustered["accuracy"]["low"] > 2.5 * (cases["high"] - cases["low"])
+    # one group per case is the case bootstrap; chunked resampling draws the same numbers
+    y3, p3 = _cases(60, seed=5)
+    plain = bootstrap_intervals(y3, p3, n_boot=200, seed=1)
+    monkeypatch.setattr(metrics, "_BOOT_CELLS", 100)
+    singletons = bootstrap_intervals(y3, p3, n_boot=200, seed=1, groups=list(range(60)))
+    assert {**singletons, "resampled": "cases"} == plain
+
+
+def test_bootstrap_skips_resamples_without_a_positive_for_auc():
+    y = np.array([0, 0, 0, 0, 0, 1, 1, 2])  # class 2 has one case: many resamples miss it
+    p = np.eye(3)[y] * 0.5 + 0.5 / 3
+    r = bootstrap_intervals(y, p, n_boot=400, seed=0)
+    assert 0 < r["auc_resamples"] < 400
+    # P(one given case is never drawn in 8 draws) = (7/8)^8 = 0.34
+    assert r["auc_resamples"] / 400 == pytest.approx(1 - (7 / 8) ** 8, abs=0.08)
+    assert r["auc_macro"]["low"] == r["auc_macro"]["high"] == 1.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"y_prob": np.zeros((3, 2))}, r"y_prob must have shape \(4, n_classes\)"),
+    ({"y_true": [], "y_prob": np.zeros((0, 2))}, "at least one case"),
+    ({"level": 95}, r"need 0 < level < 1 and n_boot >= 1, got level=95"),
+    ({"n_boot": 0}, "n_boot=0"),
+    ({"groups": ["a", "b"]}, "groups has 2 entries for 4 cases"),
+])
+def test_bootstrap_bad_inputs(kwargs, message):
+    args = {"y_true": [0, 1, 0, 1], "y_prob": np.tile([0.6, 0.4], (4, 1)), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        bootstrap_intervals(**args)

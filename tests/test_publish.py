@@ -131,6 +131,43 @@ def test_server_failure_mid_push_leaves_repo_unchanged_and_retry_works(hub_serve
     assert (v2 / "model.safetensors").is_file()  # nothing local was lost
 
 
+def test_a_pull_request_is_never_tagged_and_a_failed_tag_says_the_commit_landed(hub_server, hub_token, repo_id,
+                                                                                 tiny_models):
+    v1, v2 = tiny_models
+    push(v1, repo_id, tag="v1")
+    before, seen = hub_server.commits(repo_id), len(hub_server.requests)
+    with pytest.raises(PublishError, match="--tag cannot be combined with --create-pr"):
+        push(v2, repo_id, tag="auto", create_pr=True)  # its card would name a v2 that nothing creates
+    assert len(hub_server.requests) == seen  # refused before anything was sent
+    pr = push(v2, repo_id, create_pr=True)
+    assert pr.tag is None and "/discussions/" in pr.pr_url
+    card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=pr.commit)).text
+    assert f"{repo_id}@main" in card and "@v2" not in card  # no tag that nothing creates
+    assert hub_server.commits(repo_id) == before  # main untouched
+    hub_server.fail_next("POST", r"/tag/", status=500)
+    with pytest.raises(PublishError) as info:
+        push(v2, repo_id, tag="auto")
+    text = str(info.value)
+    landed = hub_server.commits(repo_id)[0]["id"]
+    assert landed != before[0]["id"] and f"/commit/{landed} was committed but tagging it v2 failed" in text
+    assert "nothing was committed" not in text and f"revision='{landed}'" in text and "\n" not in text
+    assert [t.name for t in HfApi().list_repo_refs(repo_id).tags] == ["v1"]
+
+
+def test_a_pickle_only_repo_is_refused_without_downloading_the_pickle(hub_server, hub_token, repo_id, tiny_models):
+    api = HfApi()
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=str(tiny_models[0] / "config.json"), path_in_repo="config.json", repo_id=repo_id)
+    api.upload_file(path_or_fileobj=b"\x80\x04 a pickle" * 1000, path_in_repo="pytorch_model.bin", repo_id=repo_id)
+    seen = len(hub_server.requests)
+    with pytest.raises(ModelLoadError, match=f"{repo_id}@main: no model.safetensors. It only has pytorch_model.bin: "
+                                             "pickled weights are never loaded"):
+        from_pretrained(repo_id)
+    fetched = [r.path for r in hub_server.requests[seen:]]
+    assert not [p for p in fetched if "pytorch_model.bin" in p], fetched
+    assert not list(Path(os.environ["HF_HOME"]).rglob("pytorch_model.bin"))
+
+
 def test_load_errors_are_plain(hub_server, hub_token, repo_id, tiny_models, tmp_path):
     with pytest.raises(ModelLoadError, match="repository not found"):
         from_pretrained("testorg/does-not-exist")

@@ -96,6 +96,24 @@ def test_card_parses_and_holds_metrics(trained):
     assert results["accuracy"].dataset_split == "test"
     assert "not a medical device" in card.text and "plots/roc.png" in card.text
     assert card.data.base_model is None  # trained from scratch
+    # The card says how validation was split, what the leakage check found, and the intervals.
+    assert "Validation split: **random per class" in card.text and "near-copy in training" in card.text
+    assert "95% CI" in card.text
+
+
+def test_card_links_and_tags_come_from_the_user(trained):
+    """No placeholder link and no forced tag: a homepage and extra tags only when the user gives them."""
+    from hub.card import render_card
+
+    config, metrics, train_config = (json.loads((trained / n).read_text())
+                                     for n in ("config.json", "metrics.json", "train_config.json"))
+    plain = render_card(config, metrics, train_config)
+    assert "github.com" not in plain.text and "](http" not in plain.text.split("## Intended use")[0]
+    assert "medical-imaging" not in plain.data.tags and {"timm", "grad-cam", "score-cam"} <= set(plain.data.tags)
+    train_config["config"].update(homepage="https://example.org/project", tags=["medical-imaging", "mri"])
+    given = render_card(config, metrics, train_config)
+    assert "(https://example.org/project)" in given.text
+    assert given.data.tags[-2:] == ["medical-imaging", "mri"] and given.data.tags.count("timm") == 1
 
 
 def test_round_trip_identical_logits(trained, synth):
@@ -271,3 +289,61 @@ def test_epoch_sums_match_per_step_values_and_nan_stops(sync_every):
 
     with pytest.raises(FloatingPointError, match="lower --lr"):
         train_one_epoch(model, loader, nan_loss, frozen, torch.device("cpu"), show=False, sync_every=sync_every)
+
+
+def test_timm_recipe_parts_train_resume_and_publish(synth, tmp_path):
+    """Random-resized-crop, label smoothing, Mixup/CutMix, EMA, warmup, flip TTA and --amp (bf16 +
+    channels_last on a bf16 CPU) together: an interrupted run resumes to the same result, the
+    weights published are loadable NCHW, and the schedule warms up."""
+    kw = dict(epochs=2, img_size=32, scale_min=0.6, label_smoothing=0.1, mixup=0.2, cutmix=1.0, ema_decay=0.9,
+              warmup_epochs=1, tta=True, amp=True)
+    out = fit(_cfg(synth / "train", tmp_path / "m", **kw), log=lambda s: None, progress=False)
+    # Interrupted after epoch 1's checkpoint, then resumed: the same run, EMA weights included.
+    import train.checkpoint as ck
+
+    save = ck.save_state
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    ck.save_state = save_then_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(_cfg(synth / "train", tmp_path / "r", **kw), log=lambda s: None, progress=False)
+    finally:
+        ck.save_state = save
+    resumed = fit(_cfg(synth / "train", tmp_path / "r", resume=True, **kw), log=lambda s: None, progress=False)
+    a, b = _metrics_without_time(out), _metrics_without_time(resumed)
+    assert b["validation"]["log_loss"] == pytest.approx(a["validation"]["log_loss"], abs=1e-5)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    n_train = sum(metrics["split"]["images"]["train"].values())
+    assert set(state["ema"]) == set(state["model"])
+    assert state["ema_updates"] >= 2 * (n_train // 8)  # one EMA update per optimiser step, two epochs
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert float(rows[0]["lr"]) == pytest.approx(1e-3 / 100) and float(rows[1]["lr"]) == pytest.approx(1e-3)
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()  # contiguous weights were saved
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), from_pretrained(out, device="cpu").model(x), atol=1e-5)
+    assert metrics["validation"]["intervals"]["accuracy"]["low"] <= metrics["validation"]["accuracy"]
+
+
+def test_flip_tta_averages_the_image_and_its_mirror():
+    from train.engine import predict
+
+    class LeftHalf(torch.nn.Module):  # looks at the left half only: its mirror sees the right half
+        num_classes = 2
+
+        def forward(self, x):
+            s = x[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3))
+            return torch.stack([s, -s], dim=1)
+
+    x = torch.zeros(1, 3, 4, 4)
+    x[..., :2] = 1.0  # bright left, dark right
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(1, dtype=torch.long)))
+    _, plain = predict(LeftHalf(), loader, torch.device("cpu"), show=False)
+    _, tta = predict(LeftHalf(), loader, torch.device("cpu"), show=False, tta=True)
+    mirror = torch.softmax(torch.tensor([[0.0, 0.0]]), 1).numpy()  # the mirror's left half is dark
+    assert np.allclose(tta, (plain + mirror) / 2) and not np.allclose(tta, plain)

@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from hub.errors import ConfigError, DataError, OutputError, PublishError, WeightsError
-from train.config import OPTIMIZERS, RECIPES, UNFREEZABLE, TrainConfig, build_config
+from train.config import OPTIMIZERS, RECIPES, SPLITS, UNFREEZABLE, TrainConfig, build_config
 
 DEFAULTS = TrainConfig(data="<required>")
 
@@ -19,6 +19,14 @@ DEFAULTS = TrainConfig(data="<required>")
 def comma_list(text: str) -> tuple[str, ...]:
     """A comma list as a tuple of its non-empty parts."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """A comma list of numbers (--mean, --std)."""
+    try:
+        return tuple(float(part) for part in comma_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 0.5,0.5,0.5, got {text!r}") from None
 
 
 def _d(name: str) -> str:
@@ -42,12 +50,25 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--test-data", metavar="DIR", help="held-out test images, evaluated once at the end")
     g.add_argument("--val-split", type=float, metavar="F",
                    help=f"share of --data for validation without --val-data{_d('val_split')}")
+    g.add_argument("--split", choices=SPLITS,
+                   help="how --val-split is drawn: random (per class; leaks when a patient has several images), "
+                        "ordered (per class, the last files in natural order: neighbouring slices stay together), "
+                        f"group (whole patients/slides: --group-pattern, --groups or DICOM PatientID){_d('split')}")
+    g.add_argument("--group-pattern", metavar="REGEX",
+                   help="--split group: the group of a file is the regex's first capture group on its path "
+                        "relative to --data, e.g. '^[^/]+/(\\w+?)_' for <class>/<patient>_<n>.png")
+    g.add_argument("--groups", dest="group_csv", metavar="FILE.csv",
+                   help="--split group: a CSV with the header path,group (paths relative to --data)")
+    g.add_argument("--leakage-check", action=argparse.BooleanOptionalAction,
+                   help="report near-duplicate images across train/val/test (perceptual hash) in metrics.json "
+                        "and the card (default: on)")
     g = p.add_argument_group("recipe (each flag overrides the recipe)")
     g.add_argument("--recipe", default="her2", choices=sorted(RECIPES),
                    help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, SGD, balanced classes "
                         "(default: her2)")
     g.add_argument("--epochs", type=int, help=f"maximum epochs{_d('epochs')}")
-    g.add_argument("--img-size", type=int, metavar="PX", help=f"square input size{_d('img_size')}")
+    g.add_argument("--img-size", type=int, metavar="PX",
+                   help=f"square input size (recipes: {RECIPES['her2']['img_size']}; with --init MODEL: the parent's)")
     g.add_argument("--batch-size", type=int, help=f"images per step{_d('batch_size')}")
     g.add_argument("--lr", type=float, help=f"initial learning rate (cosine to --min-lr){_d('lr')}")
     g.add_argument("--min-lr", type=float, help=f"final learning rate{_d('min_lr')}")
@@ -62,12 +83,32 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rotation", type=float, metavar="DEG", help=f"random rotation range{_d('rotation')}")
     g.add_argument("--color-jitter", type=float, help=f"brightness/contrast/saturation jitter{_d('color_jitter')}")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, help=f"random horizontal flips{_d('hflip')}")
+    g.add_argument("--scale-min", type=float, metavar="F",
+                   help=f"below 1: timm random-resized-crop over (F, 1) of the image{_d('scale_min')}")
+    g.add_argument("--label-smoothing", type=float, metavar="F", help=f"label smoothing{_d('label_smoothing')}")
+    g.add_argument("--mixup", type=float, metavar="ALPHA", help=f"Mixup alpha, 0 = off (timm.data.Mixup){_d('mixup')}")
+    g.add_argument("--cutmix", type=float, metavar="ALPHA", help=f"CutMix alpha, 0 = off{_d('cutmix')}")
+    g.add_argument("--ema-decay", type=float, metavar="D",
+                   help=f"EMA of the weights (timm ModelEmaV3), evaluated and published; 0 = off{_d('ema_decay')}")
+    g.add_argument("--warmup-epochs", type=int, metavar="N",
+                   help=f"linear warmup before the cosine{_d('warmup_epochs')}")
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction,
+                   help=f"flip test-time augmentation at evaluation{_d('tta')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (default: yes in both recipes)")
-    g.add_argument("--init", metavar="PATH.safetensors", help="start from local weights instead (head re-initialised)")
+    g.add_argument("--init", metavar="MODEL",
+                   help="retrain a model instead: a model folder or org/repo[@rev] (tag, branch or commit; "
+                        "head rows carried over by label name, preprocessing kept), or PATH.safetensors "
+                        "(backbone weights; the head too when its shape fits)")
+    g.add_argument("--init-head", metavar="keep|reset",
+                   help="keep: carry the --init model's head over by label name; reset: a fresh head (default: keep)")
     g.add_argument("--arch", help=f"timm architecture{_d('arch')}")
     g.add_argument("--pretrained-tag", help=f"timm weight tag for --pretrained{_d('pretrained_tag')}")
+    g = p.add_argument_group("preprocessing (default: the --init model's, else the ImageNet weights')")
+    g.add_argument("--mean", type=floats, metavar="R,G,B", help="normalisation mean per channel")
+    g.add_argument("--std", type=floats, metavar="R,G,B", help="normalisation standard deviation per channel")
+    g.add_argument("--interpolation", metavar="MODE", help="resize interpolation: bicubic, bilinear or nearest")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, help=f"random seed (splits, init, augmentation){_d('seed')}")
     g.add_argument("--workers", type=int, help=f"data-loading processes{_d('workers')}")

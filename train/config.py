@@ -6,12 +6,17 @@ argparse lives in `train/__main__.py` only; everything here is plain data and va
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from hub.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+SPLITS = ("random", "ordered", "group")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+INIT_HEADS = ("keep", "reset")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Names of ResNet children that --unfreeze may list ("all" trains everything).
 UNFREEZABLE = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 
@@ -24,14 +29,24 @@ class TrainConfig:
     val_data: str | None = None
     test_data: str | None = None
     val_split: float = 0.15
+    split: str = "random"                # how --val-split is drawn: random, ordered or group (train/splits.py)
+    group_pattern: str | None = None     # --split group: regex on the relative path; group = first capture
+    group_csv: str | None = None         # --split group: CSV path,group (flag --groups)
+    leakage_check: bool = True           # near-duplicates across splits in metrics.json and the card
     recipe: str = "her2"
     arch: str = "resnet50"
     # Which ImageNet weights `--pretrained` fetches through timm (hf-hub: timm/<arch>.<tag>).
     pretrained_tag: str = "a1_in1k"
     pretrained: bool = True
+    # A model folder, "org/repo[@rev]" (a retrain: head rows carried over by label name, preprocessing
+    # kept) or a .safetensors file (backbone weights only).
     init: str | None = None
+    init_head: str = "keep"              # reset: a fresh head even when the classes match
     epochs: int = 20
-    img_size: int = 224
+    img_size: int | None = 224           # None: the initial model's own input size (a retrain keeps it)
+    mean: tuple[float, ...] | None = None  # None: the initial model's normalisation and interpolation
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
     batch_size: int = 32
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -45,6 +60,13 @@ class TrainConfig:
     hflip: bool = True
     rotation: float = 20.0
     color_jitter: float = 0.2
+    scale_min: float = 1.0               # < 1: timm's random-resized-crop over (scale_min, 1) of the image
+    label_smoothing: float = 0.0
+    mixup: float = 0.0                   # Mixup alpha (timm.data.Mixup); 0 = off
+    cutmix: float = 0.0                  # CutMix alpha; 0 = off
+    ema_decay: float = 0.0               # timm ModelEmaV3 decay (e.g. 0.999); the EMA weights are evaluated and saved
+    warmup_epochs: int = 0               # linear warmup from lr/100 before the cosine schedule
+    tta: bool = False                    # evaluate the mean of each image's and its mirror's probabilities
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -69,7 +91,7 @@ class TrainConfig:
             yield "--data is required: a folder with one sub-folder of images per class"
         if self.epochs < 1:
             yield f"--epochs must be at least 1 (got {self.epochs})"
-        if self.img_size < 32:
+        if self.img_size is not None and self.img_size < 32:
             yield f"--img-size must be at least 32 pixels for a ResNet (got {self.img_size})"
         if self.batch_size < 1:
             yield f"--batch-size must be at least 1 (got {self.batch_size})"
@@ -77,6 +99,16 @@ class TrainConfig:
             yield f"--lr must be positive (got {self.lr})"
         if self.weight_decay < 0:
             yield f"--weight-decay must not be negative (got {self.weight_decay})"
+        if not 0.0 < self.scale_min <= 1.0:
+            yield f"--scale-min must be in (0, 1] (got {self.scale_min})"
+        if not 0.0 <= self.label_smoothing < 1.0:
+            yield f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})"
+        if self.mixup < 0 or self.cutmix < 0:
+            yield f"--mixup and --cutmix are Beta alphas >= 0 (got {self.mixup}, {self.cutmix})"
+        if not 0.0 <= self.ema_decay < 1.0:
+            yield f"--ema-decay must be in [0, 1), 0 = off (got {self.ema_decay})"
+        if not 0 <= self.warmup_epochs < max(self.epochs, 1):
+            yield f"--warmup-epochs must be >= 0 and below --epochs (got {self.warmup_epochs})"
         if not 0.0 <= self.dropout < 1.0:
             yield f"--dropout must be in [0, 1) (got {self.dropout})"
         if not 0.0 < self.val_split < 1.0 and self.val_data is None:
@@ -95,15 +127,55 @@ class TrainConfig:
         if bad or not self.unfreeze:
             yield (f"--unfreeze takes 'all' or a comma list of {','.join(UNFREEZABLE)} "
                    f"(got {','.join(self.unfreeze) or 'nothing'})")
-        if self.init is not None and not self.init.endswith(".safetensors"):
-            yield f"--init must be a .safetensors file (got {self.init}); pickled checkpoints are never loaded"
+        yield from self._init_problems()
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 3 or (name == "std" and min(value) <= 0)):
+                yield (f"--{name} takes three comma-separated numbers, one per RGB channel"
+                       f"{', all positive' if name == 'std' else ''} (got {','.join(map(str, value))})")
+        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
+            yield f"--interpolation must be one of {', '.join(INTERPOLATIONS)} (got {self.interpolation!r})"
         if self.homepage is not None and not self.homepage.startswith(("https://", "http://")):
             yield f"--homepage must be an http(s) URL (got {self.homepage!r})"
         bad_tags = [t for t in self.tags if not t or not all(c.isalnum() or c in "-_." for c in t)]
         if bad_tags:
             yield f"--tags takes a comma list of letters, digits, '-', '_' and '.' (got {','.join(self.tags)!r})"
+        if self.split not in SPLITS:
+            yield f"--split must be one of {', '.join(SPLITS)} (got {self.split!r})"
+        if (self.group_pattern or self.group_csv) and self.split != "group":
+            yield "--group-pattern and --groups only apply with --split group"
+        if self.group_pattern and self.group_csv:
+            yield "give either --group-pattern or --groups, not both"
         if self.tag is not None and self.push_to is None:
             yield "--tag only makes sense with --push-to REPO_ID"
+
+    def _init_problems(self):
+        if self.init_head not in INIT_HEADS:
+            yield (f"--init-head must be 'keep' (carry the head over by label name) or 'reset' (a fresh head), "
+                   f"got {self.init_head!r}")
+        elif self.init_head != "keep" and self.init is None:
+            yield f"--init-head {self.init_head} needs --init MODEL (a folder, org/repo[@rev] or a .safetensors file)"
+        if self.init is None:
+            return
+        from hub.loading import is_repo_id, split_revision
+
+        source, _ = split_revision(self.init)
+        if self.init.lower().endswith(PICKLE_SUFFIXES):
+            yield (f"--init {self.init}: pickled checkpoints are never loaded (unpickling runs arbitrary code); "
+                   "pass a model folder, org/repo[@rev] or a .safetensors file")
+        elif not (self.init_is_file or Path(source).is_dir() or is_repo_id(source)):
+            yield (f"--init {self.init}: not a model folder, a .safetensors file or a Hub repo id; "
+                   "pass a model folder, org/repo[@rev] (tag, branch or commit) or a .safetensors file")
+
+    @property
+    def init_is_file(self) -> bool:
+        """--init names a bare .safetensors file (backbone weights, no labels or preprocessing)."""
+        return is_weights_file(self.init)
+
+    @property
+    def init_is_model(self) -> bool:
+        """--init names a model (folder or Hub revision): a retrain that keeps what it can of it."""
+        return self.init is not None and not self.init_is_file
 
     @property
     def model_name(self) -> str:
@@ -115,17 +187,24 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+def is_weights_file(init: str | None) -> bool:
+    """True when --init names a bare .safetensors file rather than a model folder or Hub revision."""
+    return init is not None and init.endswith(".safetensors")
+
+
 RECIPES: dict[str, dict[str, Any]] = {
-    # First seed (HER2 patches): ImageNet init, train layer3, layer4 and the head
+    # HER2 patches: ImageNet init, train layer3, layer4 and the head
     # (Dropout(0.3) + Linear), Adam 1e-3 wd 1e-4, 20 epochs cosine to 1e-6, batch 32,
     # flip/rotate/colour-jitter, early stopping patience 5 on val loss.
     "her2": dict(pretrained=True, epochs=20, img_size=224, batch_size=32, optimizer="adam",
                  lr=1e-3, weight_decay=1e-4, min_lr=1e-6, unfreeze=("layer3", "layer4", "fc"),
                  class_weights="none", dropout=0.3, patience=5, hflip=True, rotation=20.0,
                  color_jitter=0.2),
-    # Second seed (brain MRI): global-average-pool head straight into Linear, SGD with momentum,
-    # class-balanced cross-entropy, every layer trained.
-    "mri": dict(pretrained=True, epochs=20, img_size=224, batch_size=32, optimizer="sgd",
+    # Brain MRI: global-average-pool head straight into Linear, SGD with momentum,
+    # class-balanced cross-entropy, every layer trained. Ordered split: MRI sets number one patient's
+    # slices consecutively, and a random split put a near-copy in train for 16-18% of the validation
+    # images of the shared figshare set (python -m bench.leakage) against 0.2% for the ordered split.
+    "mri": dict(pretrained=True, split="ordered", epochs=20, img_size=224, batch_size=32, optimizer="sgd",
                 lr=1e-2, momentum=0.9, weight_decay=1e-4, min_lr=1e-6, unfreeze=("all",),
                 class_weights="balanced", dropout=0.0, patience=5, hflip=True, rotation=10.0,
                 color_jitter=0.0),
@@ -140,5 +219,8 @@ def build_config(recipe: str = "her2", **overrides: Any) -> TrainConfig:
     unknown = set(overrides) - known
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**RECIPES[recipe], **given}
+    if "img_size" not in given and "init" in given and not is_weights_file(given["init"]):
+        values["img_size"] = None  # a retrain keeps its parent's input size unless --img-size says otherwise
     return TrainConfig(recipe=recipe, **values)

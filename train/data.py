@@ -10,7 +10,7 @@ import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,16 @@ from torch.utils.data import Dataset
 
 from hub.errors import DataError
 from hub.images import ImageError, find_images, load_image
+from train.splits import (
+    check_split,
+    describe_split,
+    group_split,
+    groups_from_csv,
+    groups_from_dicom,
+    groups_from_pattern,
+    ordered_split,
+    random_split,
+)
 
 
 @dataclass(frozen=True)
@@ -45,21 +55,24 @@ class Splits:
     val: Split
     test: Split | None
     skipped: tuple[tuple[str, str], ...]  # (path, reason) of unreadable images
+    info: dict = field(default_factory=dict)        # how the split was made: train.splits.describe_split
+    groups: dict[Path, str] | None = field(default=None, repr=False)  # patient/slide of each file, if grouped
 
     def fingerprint(self) -> dict:
         """Class names, counts per split, and a hash of the sorted file lists: identifies the data."""
         h = hashlib.sha256()
-        for name, split in self._named():
+        for name, split in self.named():
             for p, y in sorted(zip(map(str, split.paths), split.labels)):
                 h.update(f"{name}\t{y}\t{p}\n".encode())
         return {
             "classes": list(self.classes),
-            "counts": {name: dict(zip(self.classes, s.counts(len(self.classes)))) for name, s in self._named()},
+            "counts": {name: dict(zip(self.classes, s.counts(len(self.classes)))) for name, s in self.named()},
             "files_sha256": h.hexdigest(),
             "skipped": len(self.skipped),
         }
 
-    def _named(self):
+    def named(self):
+        """(name, split) pairs: train, val and, when there is one, test."""
         yield "train", self.train
         yield "val", self.val
         if self.test is not None:
@@ -138,22 +151,9 @@ def _as_split(files: dict[str, list[Path]], classes: Sequence[str]) -> Split:
     return Split(tuple(p for p, _ in pairs), tuple(y for _, y in pairs))
 
 
-def stratified_split(files: dict[str, list[Path]], classes: Sequence[str], fraction: float,
-                     seed: int) -> tuple[Split, Split]:
-    """Seeded per-class split: `fraction` of each class (at least one image when it has two) to val."""
-    rng = np.random.default_rng(seed)
-    train, val = {}, {}
-    for c in classes:
-        ps = list(files[c])
-        order = rng.permutation(len(ps))
-        n_val = 0 if len(ps) < 2 else max(1, int(round(len(ps) * fraction)))
-        val[c] = [ps[i] for i in sorted(order[:n_val])]
-        train[c] = [ps[i] for i in sorted(order[n_val:])]
-    return _as_split(train, classes), _as_split(val, classes)
-
-
 def build_splits(data: str | Path, val_data: str | Path | None = None, test_data: str | Path | None = None,
-                 val_split: float = 0.15, seed: int = 0) -> Splits:
+                 val_split: float = 0.15, seed: int = 0, split: str = "random", group_pattern: str | None = None,
+                 group_csv: str | Path | None = None) -> Splits:
     """Scan, check and split the dataset(s) of a run; raise DataError before any training."""
     scans = {"--data": scan_folder(data, "--data")}
     if val_data is not None:
@@ -167,6 +167,9 @@ def build_splits(data: str | Path, val_data: str | Path | None = None, test_data
             raise DataError(f"class folders of {role} differ from --data: "
                             f"missing {missing or 'none'}, extra {extra or 'none'} "
                             f"(--data has {list(classes)})")
+    # Groups come from the scanned files, before unreadable ones are dropped: a groups CSV lists them all.
+    groups = None if val_data is not None or split != "group" else \
+        find_groups(scans["--data"], Path(data), group_pattern, group_csv)
     skipped: list[tuple[str, str]] = []
     checked = {}
     for role, found in scans.items():
@@ -175,12 +178,42 @@ def build_splits(data: str | Path, val_data: str | Path | None = None, test_data
     if skipped:
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
         warnings.warn(f"skipping {len(skipped)} unreadable image(s):\n{lines}", stacklevel=2)
-    if val_data is None:
-        train, val = stratified_split(checked["--data"], classes, val_split, seed)
+    method = "explicit" if val_data is not None else split
+    train, val = divide(checked["--data"], classes, method, val_split, seed, groups)
+    if val_data is not None:
+        val = checked["--val-data"]
+    named = {"train": train, "val": val}
+    if test_data is not None:
+        named["test"] = checked["--test-data"]
+    return Splits(classes, _as_split(train, classes), _as_split(val, classes),
+                  _as_split(named["test"], classes) if test_data is not None else None, tuple(skipped),
+                  describe_split(method, named, groups), groups)
+
+
+def find_groups(files: dict[str, list[Path]], root: Path, pattern: str | None,
+                csv_path: str | Path | None) -> dict[Path, str]:
+    """The patient/slide group of every file: from --group-pattern, --groups CSV, or DICOM PatientID."""
+    paths = [p for ps in files.values() for p in ps]
+    if pattern is not None:
+        return groups_from_pattern(paths, root, pattern)
+    if csv_path is not None:
+        return groups_from_csv(Path(csv_path), paths, root)
+    return groups_from_dicom(paths)
+
+
+def divide(files: dict[str, list[Path]], classes: Sequence[str], method: str, fraction: float, seed: int,
+           groups: dict[Path, str] | None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Train and validation files per class by `method` (random, ordered, group; explicit keeps all for training)."""
+    if method == "explicit":
+        return dict(files), {c: [] for c in classes}
+    if method == "random":
+        train, val = random_split(files, classes, fraction, seed)
+    elif method == "ordered":
+        train, val = ordered_split(files, classes, fraction)
     else:
-        train, val = _as_split(checked["--data"], classes), _as_split(checked["--val-data"], classes)
-    test = _as_split(checked["--test-data"], classes) if test_data is not None else None
-    return Splits(classes, train, val, test, tuple(skipped))
+        train, val = group_split(files, classes, groups, fraction, seed)
+    check_split(train, val, classes, method, groups)
+    return train, val
 
 
 class ImageDataset(Dataset):
@@ -204,16 +237,21 @@ class ImageDataset(Dataset):
         raise DataError("every image of the split became unreadable during training")
 
 
-def eval_data_config(model: torch.nn.Module, img_size: int) -> dict:
-    """The model's own preprocessing (mean, std, interpolation) at `img_size`, whole image, no crop.
+def eval_data_config(model: torch.nn.Module, img_size: int | None, mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None, interpolation: str | None = None) -> dict:
+    """The model's own preprocessing (input size, mean, std, interpolation) with the run's overrides, no crop.
 
-    'squash' resizes the full image to img_size x img_size: nothing at the border is cropped away
-    (evidence can sit anywhere in a patch or slice), and a heatmap maps back by a plain resize.
+    An override left as None keeps the model's value: a retrain starts from its parent's
+    preprocessing (train.parent.start_from put it on the model). 'squash' resizes the full image to
+    the input size: nothing at the border is cropped away (evidence can sit anywhere in a patch or
+    slice), and a heatmap maps back by a plain resize.
     """
     from timm.data import resolve_model_data_config
 
     base = resolve_model_data_config(model)
-    return {**base, "input_size": (3, img_size, img_size), "crop_pct": 1.0, "crop_mode": "squash"}
+    given = {"mean": tuple(mean) if mean else None, "std": tuple(std) if std else None, "interpolation": interpolation,
+             "input_size": (3, img_size, img_size) if img_size else None}
+    return {**base, **{k: v for k, v in given.items() if v is not None}, "crop_pct": 1.0, "crop_mode": "squash"}
 
 
 # What a trained model's pretrained_cfg keeps from its starting point: how to feed and read it.
@@ -232,10 +270,14 @@ def trained_pretrained_cfg(model: torch.nn.Module, data_config: dict) -> dict:
             "num_classes": model.num_classes}
 
 
-def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float) -> Callable:
-    """Resize like evaluation, then the recipe's augmentations, then the model's normalisation."""
+def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float,
+                    scale_min: float = 1.0) -> Callable:
+    """Resize like evaluation (or, with scale_min < 1, timm's random-resized-crop), then the recipe's
+    augmentations, then the model's normalisation."""
     from torchvision import transforms as T
 
+    if scale_min < 1.0:
+        return _timm_train_transform(data_config, hflip, rotation, color_jitter, scale_min)
     ops = [T.Resize(tuple(data_config["input_size"][1:]),
                     interpolation=T.InterpolationMode(data_config.get("interpolation", "bilinear")))]
     if hflip:
@@ -246,3 +288,18 @@ def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitte
         ops.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     ops += [T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])]
     return T.Compose(ops)
+
+
+def _timm_train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float,
+                          scale_min: float) -> Callable:
+    """timm's training pipeline (random-resized-crop over (scale_min, 1), flip, colour jitter, the model's
+    normalisation), with the recipe's rotation between its crop and its colour stages."""
+    from timm.data import create_transform
+    from torchvision import transforms as T
+
+    primary, secondary, final = create_transform(
+        data_config["input_size"], is_training=True, scale=(scale_min, 1.0), hflip=0.5 if hflip else 0.0,
+        color_jitter=color_jitter or 0.0, interpolation=data_config.get("interpolation", "bilinear"),
+        mean=data_config["mean"], std=data_config["std"], separate=True)
+    rotate = [T.RandomRotation(rotation)] if rotation else []
+    return T.Compose([*primary.transforms, *rotate, *secondary.transforms, *final.transforms])

@@ -6,6 +6,7 @@ draws the same augmentations, shuffles and dropout masks as an uninterrupted one
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable
 
 import numpy as np
@@ -22,29 +23,30 @@ SYNC_EVERY = 10
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """timm model with a fresh `num_classes` head, initialised from ImageNet, `--init`, or scratch."""
+    """timm model with a fresh `num_classes` head, from ImageNet, an `--init` file, or scratch.
+
+    With `--init MODEL` (a retrain) this is the fresh model that `train.parent.start_from` fills in.
+    """
     import timm
 
     kwargs = dict(num_classes=num_classes, drop_rate=cfg.dropout)
-    if cfg.init:
+    if cfg.init or not cfg.pretrained:
         model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
-        _load_init(model, cfg.init)
-    elif cfg.pretrained:
-        try:
-            model = timm.create_model(cfg.model_name, pretrained=True, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - network, auth, missing file: all end the same way for the user
-            raise WeightsError(
-                f"could not download the ImageNet weights '{cfg.model_name}' through timm "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
-                "Train from scratch with --no-pretrained, or pass local weights with "
-                "--init PATH.safetensors") from None
-    else:
-        model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
-    return model
+        if cfg.init_is_file:
+            _load_init(model, cfg.init, keep_head=cfg.init_head == "keep")
+        return model
+    try:
+        return timm.create_model(cfg.model_name, pretrained=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing file: all end the same way for the user
+        raise WeightsError(
+            f"could not download the ImageNet weights '{cfg.model_name}' through timm "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
+            "Train from scratch with --no-pretrained, start from local weights with --init PATH.safetensors, "
+            "or retrain a model with --init FOLDER or --init org/repo@REV") from None
 
 
-def _load_init(model: nn.Module, path: str) -> None:
-    """Load a backbone from safetensors, skipping the classifier when its shape differs."""
+def _load_init(model: nn.Module, path: str, keep_head: bool) -> None:
+    """Load a backbone from safetensors; the classifier too when `keep_head` and its shape fits."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -54,9 +56,11 @@ def _load_init(model: nn.Module, path: str) -> None:
         raise WeightsError(f"--init {path}: no such file") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"--init {path}: not a readable safetensors file ({exc})") from None
+    head = model.pretrained_cfg.get("classifier", "fc")
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in usable and not k.startswith(model.pretrained_cfg.get("classifier", "fc"))]
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
+              and (keep_head or not k.startswith(f"{head}."))}
+    missing = [k for k in own if k not in usable and not k.startswith(head)]
     if missing:
         raise WeightsError(f"--init {path}: does not fit {model.pretrained_cfg.get('architecture')} "
                            f"({len(missing)} backbone tensors missing or of another shape, e.g. {missing[0]})")
@@ -80,8 +84,58 @@ def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.
 
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
-    """Cosine annealing per epoch from lr to min_lr over the configured epochs."""
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=min(cfg.min_lr, cfg.lr))
+    """timm's CosineLRScheduler, stepped per epoch: `warmup_epochs` linear from lr/100, then cosine to min_lr
+    over the remaining epochs. Call `.step(epochs_done)` after each epoch."""
+    from timm.scheduler import CosineLRScheduler
+
+    warmup = min(cfg.warmup_epochs, cfg.epochs - 1)
+    return CosineLRScheduler(optimizer, t_initial=cfg.epochs - warmup, lr_min=min(cfg.min_lr, cfg.lr),
+                             warmup_t=warmup, warmup_lr_init=cfg.lr / 100 if warmup else 0.0, warmup_prefix=True)
+
+
+def make_mixup(cfg: TrainConfig, num_classes: int):
+    """timm's Mixup/CutMix on each batch (soft targets with label smoothing), or None when both are off."""
+    if not (cfg.mixup or cfg.cutmix):
+        return None
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                 num_classes=num_classes)
+
+
+def make_criterion(cfg: TrainConfig, weight: torch.Tensor | None, mixing: bool) -> nn.Module:
+    """Cross-entropy with the class weights and label smoothing; soft-target cross-entropy under mixup
+    (Mixup already smooths its targets, and class weights do not apply to mixed targets)."""
+    if mixing:
+        from timm.loss import SoftTargetCrossEntropy
+
+        return SoftTargetCrossEntropy()
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
+class Ema:
+    """timm's ModelEmaV3 (an exponential moving average of the weights) with the update count its warmup
+    needs: timm leaves the counting to the caller, and a resumed run must continue the same count."""
+
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0):
+        from timm.utils import ModelEmaV3
+
+        self.ema, self.updates = ModelEmaV3(model, decay=decay, use_warmup=True), updates
+
+    @property
+    def module(self) -> nn.Module:
+        """The averaged model (evaluated, kept as best and published)."""
+        return self.ema.module
+
+    def update(self, model: nn.Module) -> None:
+        """Fold the current weights in; early updates weigh more (timm's warmup of the decay)."""
+        self.updates += 1
+        self.ema.update(model, step=self.updates)
+
+
+def make_ema(cfg: TrainConfig, model: nn.Module) -> Ema | None:
+    """The EMA of `model`'s weights, or None when --ema-decay is 0."""
+    return Ema(model, cfg.ema_decay) if cfg.ema_decay else None
 
 
 def class_weights(counts: list[int], mode: str) -> torch.Tensor | None:
@@ -108,13 +162,17 @@ def amp_context(device: torch.device, enabled: bool):
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
-    """Reseed torch (augmentations, dropout) from (seed, epoch, rank): a resumed epoch replays exactly."""
-    torch.manual_seed(seed * 1000 + epoch + 7919 * rank)
+    """Reseed every generator an epoch draws from, from (seed, epoch, rank): a resumed epoch replays exactly.
+    torch: torchvision transforms, dropout; numpy: timm's Mixup/CutMix; random: timm's random-resized-crop."""
+    value = seed * 1000 + epoch + 7919 * rank
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    random.seed(value)
 
 
 def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     device: torch.device, amp: bool = False, scaler=None, desc: str = "train",
-                    show: bool = True, sync_every: int = SYNC_EVERY) -> tuple[float, int, int]:
+                    show: bool = True, sync_every: int = SYNC_EVERY, mixup=None, ema=None) -> tuple[float, int, int]:
     """One pass over `loader` with a live progress bar; returns (summed loss, correct, seen).
 
     Loss and accuracy are summed on the device and read back every `sync_every` steps (and at the
@@ -129,10 +187,15 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
     for step, (x, y) in enumerate(bar, 1):
         x = x.to(device, non_blocking=True, memory_format=layout)
         y = y.to(device, non_blocking=True)
+        target = y
+        if mixup is not None and len(y) % 2 == 0:  # timm mixes a batch with its flip: it needs an even size
+            x, target = mixup(x, y)
+        elif mixup is not None:  # the odd last batch: the same soft targets, unmixed
+            target = nn.functional.one_hot(y, logits_width(model)).float()
         optimizer.zero_grad(set_to_none=True)
         with amp_context(device, amp):
             logits = model(x)
-            loss = criterion(logits.float(), y)
+            loss = criterion(logits.float(), target)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -140,6 +203,8 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
         else:
             loss.backward()
             optimizer.step()
+        if ema is not None:
+            ema.update(model.module if hasattr(model, "module") else model)
         n = y.shape[0]
         total_loss += loss.detach() * n
         correct += (logits.detach().argmax(1) == y).sum()
@@ -156,16 +221,25 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
     return loss_sum, int(correct.item()), seen
 
 
+def logits_width(model: nn.Module) -> int:
+    """The number of classes a (possibly DDP-wrapped) timm model predicts."""
+    return (model.module if hasattr(model, "module") else model).num_classes
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, loader, device: torch.device, amp: bool = False, desc: str = "eval",
-            show: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, softmax probabilities) over a loader, in order."""
+            show: bool = True, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, softmax probabilities) over a loader, in order; with `tta`, the mean of the image's and
+    its horizontal mirror's probabilities (flip test-time augmentation)."""
     model.eval()
     ys, probs = [], []
     for x, y in tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True):
+        x = x.to(device, memory_format=memory_format(device, amp))
         with amp_context(device, amp):
-            logits = model(x.to(device))
-        probs.append(logits.float().softmax(1).cpu().numpy())
+            p = model(x).float().softmax(1)
+            if tta:
+                p = (p + model(x.flip(-1)).float().softmax(1)) / 2
+        probs.append(p.cpu().numpy())
         ys.append(y.numpy())
     return np.concatenate(ys), np.concatenate(probs)
 

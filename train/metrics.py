@@ -86,3 +86,91 @@ def evaluate(y_true: Sequence[int], y_prob: np.ndarray, labels: Sequence[str]) -
         "confusion_matrix": cm.tolist(),
         "labels": list(labels),
     }
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+# Every resample is a row of case weights (how often each case was drawn), so the case bootstrap and
+# the cluster bootstrap (whole groups drawn, each case weighted by its group's draws) share one
+# vectorised computation: metrics of all resamples at once as weighted sums, no Python loop over them.
+_BOOT_CELLS = 4_000_000  # resamples x cases per chunk: about 32 MB per weight matrix
+
+
+def _weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """One-vs-rest AUC per row of case weights (ties count one half); nan where a side has no weight."""
+    order = np.argsort(score, kind="stable")
+    s, w, pos = score[order], weights[:, order], positive[order]
+    neg_cum = np.cumsum(w * ~pos, axis=1)
+    neg_cum = np.concatenate([np.zeros((len(w), 1)), neg_cum], axis=1)  # neg_cum[:, i]: weight of the first i
+    first = np.searchsorted(s, s, side="left")  # tie block of each sorted case: [first, last)
+    last = np.searchsorted(s, s, side="right")
+    below, tied = neg_cum[:, first], neg_cum[:, last] - neg_cum[:, first]
+    w_pos = (w * pos).sum(axis=1)
+    w_neg = neg_cum[:, -1]
+    won = ((w * pos) * (below + 0.5 * tied)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((w_pos > 0) & (w_neg > 0), won / (w_pos * w_neg), np.nan)
+
+
+def _bootstrap_metrics(weights: np.ndarray, y_true: np.ndarray,
+                       y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy, macro F1 and macro AUC of each row of case weights, as `evaluate` defines them."""
+    n_classes = y_prob.shape[1]
+    y_pred = y_prob.argmax(axis=1)
+    accuracy = weights @ (y_pred == y_true) / weights.sum(axis=1)
+    cell = np.zeros((len(y_true), n_classes * n_classes))
+    cell[np.arange(len(y_true)), y_true * n_classes + y_pred] = 1.0
+    cm = (weights @ cell).reshape(-1, n_classes, n_classes)
+    tp, predicted, actual = np.diagonal(cm, axis1=1, axis2=2), cm.sum(axis=1), cm.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(actual > 0, tp / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    # Macro AUC over the classes that have one in the full data (as `evaluate`). A resample in which
+    # one of them has no positives (or no negatives) has no comparable macro AUC: it is nan here and
+    # left out of the AUC interval, and the number of resamples used is reported.
+    defined = [k for k in range(n_classes) if 0 < (y_true == k).sum() < len(y_true)]
+    aucs = [_weighted_auc(weights, y_true == k, y_prob[:, k]) for k in defined]
+    auc = np.mean(aucs, axis=0) if aucs else np.full(len(weights), np.nan)
+    return accuracy, f1.mean(axis=1), auc
+
+
+def bootstrap_intervals(y_true: Sequence[int], y_prob: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                        level: float = 0.95, groups: Sequence | None = None) -> dict:
+    """Percentile bootstrap intervals of accuracy, macro F1 and macro AUC; whole groups resampled if given."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if y_prob.ndim != 2 or len(y_prob) != len(y_true) or len(y_true) == 0:
+        raise ValueError(f"y_prob must have shape ({len(y_true)}, n_classes) with at least one case, "
+                         f"got {y_prob.shape}")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got level={level}, n_boot={n_boot}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        unit = np.arange(len(y_true))
+    else:
+        if len(groups) != len(y_true):
+            raise ValueError(f"groups has {len(groups)} entries for {len(y_true)} cases")
+        # Slices of one patient are not independent: draw whole patients, each case of a drawn
+        # patient counted as often as its patient was drawn (cluster bootstrap).
+        unit = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    n_units = int(unit.max()) + 1
+    boot: list[tuple[np.ndarray, ...]] = []
+    rows = max(1, _BOOT_CELLS // len(y_true))  # resamples per chunk: bounds the (rows, n) weight matrices
+    for start in range(0, n_boot, rows):
+        b = min(rows, n_boot - start)
+        draws = rng.integers(0, n_units, size=(b, n_units))
+        counts = np.bincount((np.arange(b)[:, None] * n_units + draws).ravel(), minlength=b * n_units)
+        boot.append(_bootstrap_metrics(counts.reshape(b, n_units)[:, unit].astype(np.float64), y_true, y_prob))
+    accuracy, f1, auc = (np.concatenate(parts) for parts in zip(*boot, strict=True))
+    estimate = _bootstrap_metrics(np.ones((1, len(y_true))), y_true, y_prob)
+    tails = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out: dict = {"level": level, "n_boot": n_boot, "resampled": "cases" if groups is None else "groups",
+                 "units": n_units}
+    for name, point, values in zip(("accuracy", "f1_macro", "auc_macro"), estimate, (accuracy, f1, auc),
+                                   strict=True):
+        kept = values[~np.isnan(values)]
+        out[name] = None if np.isnan(point[0]) or not len(kept) else {
+            "estimate": float(point[0]), "low": float(np.percentile(kept, tails[0])),
+            "high": float(np.percentile(kept, tails[1]))}
+    out["auc_resamples"] = int((~np.isnan(auc)).sum())
+    return out

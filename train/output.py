@@ -79,9 +79,10 @@ def write_model_folder(out: Path, model: torch.nn.Module, labels: list[str], dat
 def report(metrics: dict, out: Path) -> str:
     """The final table: per-class and overall metrics of each split, and how to use the folder."""
     lines = []
-    for split, m in metrics.items():
-        lines.append(f"\n{split} ({m['n']} images): accuracy {m['accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
-                     f"macro AUC {_f(m['auc_macro'])}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}")
+    for split, m in ((s, metrics[s]) for s in ("validation", "test", "parent_test") if s in metrics):
+        lines.append(f"\n{split} ({m['n']} images): accuracy {m['accuracy']:.4f}{_ci(m, 'accuracy')}  "
+                     f"macro F1 {m['f1_macro']:.4f}{_ci(m, 'f1_macro')}  macro AUC {_f(m['auc_macro'])}"
+                     f"{_ci(m, 'auc_macro')}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}")
         width = max(len("class"), *(len(k) for k in m["per_class"]))
         lines.append(f"  {'class':<{width}}  precision  recall     F1     AUC  support")
         for label, c in m["per_class"].items():
@@ -93,6 +94,12 @@ def report(metrics: dict, out: Path) -> str:
               f"  timm.create_model('local-dir:{out.resolve()}', pretrained=True)",
               f"  python -m hub push {out} ORG/REPO --tag auto"]
     return "\n".join(lines)
+
+
+def _ci(m: dict, key: str) -> str:
+    """' [low, high]' of a metric's bootstrap interval, '' when there is none."""
+    ci = (m.get("intervals") or {}).get(key) or {}
+    return f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci.get("low") is not None else ""
 
 
 def _f(v: float | None) -> str:

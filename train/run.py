@@ -17,16 +17,18 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from hub.classifier import Classifier
 from hub.device import needs_grad_scaler, pick_device
-from train import checkpoint, distributed, engine
+from train import checkpoint, distributed, engine, parent
 from train.config import TrainConfig
 from train.data import ImageDataset, build_splits, eval_data_config, train_transform, trained_pretrained_cfg
-from train.metrics import evaluate
+from train.leakage import leakage_report
+from train.metrics import bootstrap_intervals, evaluate
 from train.output import ensure_writable, report, versions, write_model_folder
 
 # Options that may change between a run and its --resume (they do not change what is trained).
 RESUMABLE = {"resume", "epochs", "workers", "device", "out", "push_to", "tag", "license", "dataset_id", "amp",
-             "homepage", "tags"}
+             "homepage", "tags", "leakage_check"}
 
 
 @dataclass
@@ -49,6 +51,16 @@ class Run:
     scaler: object = None
     data_config: dict = field(default_factory=dict)
     loaders: dict = field(default_factory=dict)
+    leakage: dict | None = None     # near-duplicates across splits (train.leakage), rank 0 only
+    mixup: object = None            # timm Mixup/CutMix, or None
+    ema: object = None              # timm ModelEmaV3, or None
+    parent: Classifier | None = None  # the model --init names, for a retrain
+    lineage: dict | None = None     # what train_config.json and the card say about the parent
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """What is validated, kept as best and published: the EMA weights when there are any."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 @dataclass
@@ -88,23 +100,38 @@ def _loader(dataset, cfg: TrainConfig, device: torch.device, world: distributed.
 
 
 def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None], progress: bool) -> Run:
-    """Check the output folder and the data, then build model, optimiser, loss and loaders."""
+    """Check the parent, the output folder and the data, then build model, optimiser, loss and loaders."""
     run = Run(cfg, Path(cfg.out), world, log, progress)
+    # Before --out is created: a parent that cannot be had or does not fit leaves nothing behind.
+    run.parent = parent.load_parent(cfg.init, cfg.arch) if cfg.init_is_model else None
     if world.main:
         ensure_writable(run.out)
     if cfg.batch_size % world.size:
         raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
                          f"{world.size} processes")
-    run.splits = splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed)
+    run.splits = splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed,
+                                       cfg.split, cfg.group_pattern, cfg.group_csv)
     run.device = device = distributed.device_for(world, pick_device(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is available here; use --device auto or cpu")
+    groups = splits.info.get("groups")
     log(f"data: {len(splits.train)} train / {len(splits.val)} val"
         + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {list(splits.classes)}; "
-        f"device {device}" + (f" x {world.size} processes" if world.enabled else ""))
+        f"{splits.info['method']} split" + (f" ({groups['train']} / {groups['val']} groups)" if groups else "")
+        + f"; device {device}" + (f" x {world.size} processes" if world.enabled else ""))
+    if cfg.leakage_check and world.main:
+        run.leakage = leakage_report({name: split.paths for name, split in splits.named()})
+        for name in ("val", "test"):
+            if (run.leakage.get(name) or {}).get("warning"):
+                log(f"warning: {run.leakage[name]['warning']}")
     torch.manual_seed(cfg.seed)
     run.net = net = engine.build_model(cfg, len(splits.classes))
-    run.data_config = eval_data_config(net, cfg.img_size)
+    if run.parent is not None:
+        _start_from_parent(run)
+    run.data_config = eval_data_config(net, cfg.img_size, cfg.mean, cfg.std, cfg.interpolation)
+    if run.parent is not None and (changed := parent.preprocessing_changes(run.parent, run.data_config)):
+        log(f"note: this run's preprocessing differs from what the weights of {parent.describe(run.parent)} "
+            f"were trained on: {'; '.join(changed)}")
     net.pretrained_cfg = trained_pretrained_cfg(net, run.data_config)
     net.to(device)
     net.to(memory_format=engine.memory_format(device, cfg.amp))
@@ -114,18 +141,33 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     run.optimizer = engine.make_optimizer(cfg, params)
     run.scheduler = engine.make_scheduler(cfg, run.optimizer)
     run.weight = engine.class_weights(splits.train.counts(len(splits.classes)), cfg.class_weights)
-    run.criterion = torch.nn.CrossEntropyLoss(weight=run.weight.to(device) if run.weight is not None else None)
+    run.mixup = engine.make_mixup(cfg, len(splits.classes))
+    run.criterion = engine.make_criterion(cfg, run.weight.to(device) if run.weight is not None else None,
+                                          mixing=run.mixup is not None)
+    run.ema = engine.make_ema(cfg, net)
     use_scaler = needs_grad_scaler(device, engine.amp_dtype(device, cfg.amp))
     run.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     from timm.data import create_transform
 
-    train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter)
+    train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min)
     run.loaders["train"] = _loader(ImageDataset(splits.train, train_tf), cfg, device, world, True)
     run.loaders["eval_transform"] = eval_tf = create_transform(**run.data_config)
     run.loaders["validation"] = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
     if splits.test is not None:
         run.loaders["test"] = _loader(ImageDataset(splits.test, eval_tf), cfg, device, world, False)
+        if run.parent is not None and parent.comparable(run.parent, splits.classes):
+            # the parent reads the same test images through its own preprocessing, as it was trained
+            run.loaders["parent_test"] = _loader(ImageDataset(splits.test, run.parent.transform), cfg, device,
+                                                 world, False)
     return run
+
+
+def _start_from_parent(run: Run) -> None:
+    """Fill the fresh model with the parent's weights, head rows and preprocessing; say what the head got."""
+    cfg, classes = run.cfg, run.splits.classes
+    head = parent.start_from(run.net, run.parent, classes, cfg.init_head)
+    run.lineage = parent.lineage(run.parent, cfg.init_head, head)
+    run.log(f"--init {parent.describe(run.parent)}: {head}")
 
 
 def _resume_check(saved: dict, cfg: TrainConfig, fingerprint: dict) -> None:
@@ -152,6 +194,9 @@ def resume(run: Run) -> State:
     run.net.load_state_dict(saved["model"])
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
+    if run.ema is not None:
+        run.ema.module.load_state_dict(saved["ema"])
+        run.ema.updates = int(saved["ema_updates"])
     state = State(list(saved["history"]), saved["best_loss"], saved["best_epoch"], saved["bad_epochs"],
                   saved["stopped"], saved["epoch"])
     run.log(f"resuming after epoch {state.epoch} (best so far: epoch {state.best_epoch}, "
@@ -159,10 +204,11 @@ def resume(run: Run) -> State:
     return state
 
 
-def _predict(run: Run, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) of a whole split, gathered from every rank in dataset order."""
+def _predict(run: Run, split: str, model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of a whole split by `model` (the run's), gathered from every rank in dataset order."""
     loader = run.loaders[split]
-    y, p = engine.predict(run.model, loader, run.device, run.cfg.amp, desc=split, show=run.progress)
+    model = run.evaluated if model is None else model
+    y, p = engine.predict(model, loader, run.device, run.cfg.amp, desc=split, show=run.progress, tta=run.cfg.tta)
     index = np.fromiter(iter(loader.sampler), dtype=np.int64)[: len(y)]
     return distributed.gather_predictions(index, y, p, len(loader.dataset), run.world)
 
@@ -177,10 +223,11 @@ def train_epochs(run: Run, state: State) -> State:
         lr = run.optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = distributed.sum_all(list(engine.train_one_epoch(
             run.model, run.loaders["train"], run.criterion, run.optimizer, run.device, cfg.amp, run.scaler,
-            desc=f"epoch {epoch}/{cfg.epochs}", show=run.progress)), run.world, run.device)
+            desc=f"epoch {epoch}/{cfg.epochs}", show=run.progress, mixup=run.mixup, ema=run.ema)),
+            run.world, run.device)
         y, p = _predict(run, "validation")
         val_loss = engine.mean_loss(y, p, run.weight)
-        run.scheduler.step()
+        run.scheduler.step(epoch)  # the learning rate of the next epoch
         row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
                    val_loss=val_loss, val_acc=float((p.argmax(1) == y).mean()), lr=lr,
                    seconds=time.perf_counter() - t0)
@@ -197,7 +244,7 @@ def _end_epoch(run: Run, state: State, row: dict) -> None:
     if improved:
         state.best_loss, state.best_epoch, state.bad_epochs = row["val_loss"], epoch, 0
         if run.world.main:
-            checkpoint.save_best(run.out, run.net.state_dict())
+            checkpoint.save_best(run.out, _unwrapped(run.evaluated).state_dict())
     else:
         state.bad_epochs += 1
     state.stopped = cfg.patience > 0 and state.bad_epochs >= cfg.patience
@@ -206,20 +253,39 @@ def _end_epoch(run: Run, state: State, row: dict) -> None:
             epoch=epoch, model=run.net.state_dict(), optimizer=run.optimizer.state_dict(),
             scheduler=run.scheduler.state_dict(), history=state.history, best_loss=state.best_loss,
             best_epoch=state.best_epoch, bad_epochs=state.bad_epochs, stopped=state.stopped,
-            config=cfg.to_dict(), fingerprint=run.splits.fingerprint()))
+            config=cfg.to_dict(), fingerprint=run.splits.fingerprint(),
+            **({"ema": run.ema.module.state_dict(), "ema_updates": run.ema.updates} if run.ema else {})))
     run.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  |  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  |  lr {row['lr']:.2e}  "
             f"{row['seconds']:.1f}s" + ("  * best" if improved else "")
             + (f"\nearly stopping: no val-loss improvement for {cfg.patience} epochs" if state.stopped else ""))
 
 
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP wrapper (its state dict has no 'module.' prefix)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def finish(run: Run, state: State) -> Path:
     """Reload the best epoch, evaluate validation (and test), write the model folder on rank 0."""
     distributed.barrier(run.world)  # rank 0 has written the best weights
     run.net.load_state_dict(checkpoint.load_best(run.out))
+    run.ema = None  # the best weights (EMA ones, when --ema-decay is set) are now in the model itself
     labels = list(run.splits.classes)
     preds = {name: _predict(run, name) for name in ("validation", "test") if name in run.loaders}
     metrics = {name: evaluate(*pred, labels) for name, pred in preds.items()}
+    for name, split in (("validation", run.splits.val), ("test", run.splits.test)):
+        if name in metrics:  # slices of one patient are not independent: resample whole groups when known
+            groups = [run.splits.groups[p] for p in split.paths] if run.splits.groups and name == "validation" \
+                else None
+            metrics[name]["intervals"] = bootstrap_intervals(*preds[name], seed=run.cfg.seed, groups=groups)
+    if "parent_test" in run.loaders:  # the parent on the same test data, for the card's side-by-side table
+        y, p = _predict(run, "parent_test", run.parent.model.to(run.device))
+        p = p[:, parent.comparable(run.parent, labels)]
+        metrics["parent_test"] = {**evaluate(y, p, labels), "intervals": bootstrap_intervals(y, p, seed=run.cfg.seed)}
+    metrics["split"] = run.splits.info
+    if run.leakage is not None:
+        metrics["leakage"] = run.leakage
     if run.world.main:
         history = state.history
         run_info = dict(device=str(run.device), processes=run.world.size, epochs_run=len(history),
@@ -227,7 +293,11 @@ def finish(run: Run, state: State) -> Path:
                         train_seconds=round(sum(h["seconds"] for h in history), 2))
         train_config = {"config": run.cfg.to_dict(), "versions": versions(), "dataset": run.splits.fingerprint(),
                         "run": run_info}
-        write_model_folder(run.out, run.net.cpu(), labels, run.data_config, metrics, preds, history, train_config)
+        if run.lineage is not None:
+            train_config["parent"] = run.lineage
+        # safetensors stores contiguous tensors only: channels_last (--amp) weights go back to NCHW first.
+        net = run.net.cpu().to(memory_format=torch.contiguous_format)
+        write_model_folder(run.out, net, labels, run.data_config, metrics, preds, history, train_config)
         run.log(report(metrics, run.out))
     distributed.barrier(run.world)
     return run.out

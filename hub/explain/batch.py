@@ -19,9 +19,10 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageOps
 from torch import nn
 
@@ -31,11 +32,23 @@ from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS, agreement
 from hub.explain.sanity import sanity_check
 from hub.explain.stats import bootstrap_interval
 from hub.files import write_atomic
-from hub.images import ImageError, find_images, load_image
+from hub.images import ImageError, ImageInput, find_images, load_image
 from hub.model import labels_of, resolve_contrast
 
-if TYPE_CHECKING:  # a Classifier (hub.classifier, a layer above) is passed in, never imported at run time
-    from hub.classifier import Classifier
+
+class Explainer(Protocol):
+    """What the batch needs of a model: its labels, preprocessing and `explain` (a `hub.Classifier` is one). An
+    interface rather than the class, because the Classifier sits a layer above the explanation engine."""
+
+    labels: list[str]
+    model: nn.Module
+    data_config: dict
+
+    def explain(self, image: ImageInput, method: str = ..., target: Target = ...,
+                max_channels: MaxChannels = ..., **options) -> Explanation: ...
+
+    def preprocess(self, images: ImageInput) -> torch.Tensor: ...
+
 
 FIGURES = ("deletion", "insertion", "keep_remove", *[f"{b}_{k}" for b in BASELINES for k in ("deletion", "insertion")],
            *[f"beats_{b}" for b in BASELINES])
@@ -108,13 +121,13 @@ def figure_columns(e: Explanation) -> dict[str, str]:
     return out
 
 
-def probe(clf: Classifier) -> None:
+def probe(clf: Explainer) -> None:
     """One Grad-CAM of a blank image: a layer too coarse for the model's input is refused before anything is written."""
     height, width = clf.data_config["input_size"][-2:]
     clf.explain(Image.new("RGB", (width, height), (128, 128, 128)), method="gradcam", faithfulness=False)
 
 
-def explain_images(clf: Classifier, items: Sequence[Item], methods: Sequence[str], out: str | Path,
+def explain_images(clf: Explainer, items: Sequence[Item], methods: Sequence[str], out: str | Path,
                    max_channels: MaxChannels = "auto", target: Target = None, true_class: bool = False,
                    opacity: float = 0.5, progress: bool = True, **options) -> list[dict]:
     """Explain every item with every method; write overlays and the CSV under `out`; return the rows.
@@ -214,7 +227,7 @@ def spread(items: Sequence[Item], count: int) -> list[Item]:
     return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
-def sanity_reports(clf: Classifier, items: Sequence[Item], methods: Sequence[str], max_channels: MaxChannels = "auto",
+def sanity_reports(clf: Explainer, items: Sequence[Item], methods: Sequence[str], max_channels: MaxChannels = "auto",
                    target: Target = None, true_class: bool = False, count: int = SANITY_IMAGES) -> dict[str, dict]:
     """`hub.explain.sanity.sanity_check` of each method on up to `count` readable items (spread over the classes)."""
     readable = []

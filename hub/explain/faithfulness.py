@@ -157,6 +157,12 @@ def keep_remove_score(model: nn.Module, x: torch.Tensor, heatmap: torch.Tensor, 
     return keep_remove_scores(model, x, [heatmap], target, rival, fraction)[0]
 
 
+def forward_passes(steps: int = STEPS) -> int:
+    """Inputs `measure` runs: both curves of the map and of each baseline, their shared ends, keep-remove of each."""
+    maps = 1 + len(BASELINES)
+    return 2 + 2 * (check_steps(steps) - 1) * maps + 2 * maps
+
+
 def gap(scores: Figures) -> float:
     """Insertion minus deletion area: the one number a map and its baselines are ranked by."""
     return scores["insertion"] - scores["deletion"]

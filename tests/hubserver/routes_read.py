@@ -1,0 +1,79 @@
+"""Reading a repo's files, refs and history.
+
+    GET    /api/{type}s/{repo}/tree/{rev}[/{path}]   `?recursive=`; paginated with a `Link: rel="next"` header
+    GET    /api/{type}s/{repo}/refs                  `?include_prs=1` adds refs/pr/N
+    GET    /api/{type}s/{repo}/commits/{rev}         newest first
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlencode
+
+from .errors import HubError
+from .http import REPO_API, Request, Response, is_true, json_response, route
+from .listing import folder_entry, folders_of, tree_entry
+
+if TYPE_CHECKING:
+    from .server import HubServer
+
+TREE_PAGE_SIZE = 1000  # the Hub's page size for /tree listings (50 with `expand`)
+
+
+def tree(hub: HubServer, request: Request) -> Response:
+    """List a folder (or everything below it with `recursive`), paginated with a Link header."""
+    repo = hub.repo(request)
+    _, commit = hub.resolve(repo, request)
+    files = commit["files"]
+    folder = unquote(request.params.get("path") or "").strip("/")
+    folders = folders_of(files)
+    if folder and folder not in folders:
+        raise HubError(404, f"Entry not found: {folder} is not a folder", code="EntryNotFound")
+    prefix = folder + "/" if folder else ""
+    recursive = is_true(request.arg("recursive"))
+
+    def listed(path: str) -> bool:
+        return path.startswith(prefix) and (recursive or "/" not in path[len(prefix) :])
+
+    entries = [folder_entry(p, files) for p in sorted(folders) if listed(p)]
+    entries += [tree_entry(p, files[p]) for p in sorted(files) if listed(p)]
+    start = int(request.arg("cursor") or 0)
+    page_size = 50 if is_true(request.arg("expand")) else TREE_PAGE_SIZE
+    headers = {}
+    if start + page_size < len(entries):
+        query = {k: v[0] for k, v in request.query.items()} | {"cursor": str(start + page_size)}
+        headers["Link"] = f'<{hub.url}{request.path}?{urlencode(query)}>; rel="next"'
+    return json_response(entries[start : start + page_size], headers=headers)
+
+
+def list_refs(hub: HubServer, request: Request) -> Response:
+    """Branches, tags and (with include_prs) pull-request refs."""
+    repo = hub.repo(request)
+
+    def refs(kind: str, prefix: str) -> list[dict]:
+        return [{"name": n, "ref": f"{prefix}{n}", "targetCommit": c} for n, c in repo.refs(kind).items()]
+
+    body = {"branches": refs("heads", "refs/heads/"), "converts": [], "tags": refs("tags", "refs/tags/")}
+    if is_true(request.arg("include_prs")):
+        body["pullRequests"] = sorted(refs("pr", "refs/pr/"), key=lambda r: int(r["name"]))
+    return json_response(body)
+
+
+def list_commits(hub: HubServer, request: Request) -> Response:
+    """History of a revision, newest first."""
+    repo = hub.repo(request)
+    cid, _ = hub.resolve(repo, request)
+    return json_response(
+        [
+            {"id": c["id"], "title": c["message"], "message": c["description"], "date": c["date"],
+             "authors": [{"user": c["author"]}]}
+            for c in repo.history(cid)
+        ]
+    )
+
+
+ROUTES = [
+    route("GET", REPO_API + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?$", tree),
+    route("GET", REPO_API + r"/refs$", list_refs),
+    route("GET", REPO_API + r"/commits/(?P<rev>[^/]+)$", list_commits),
+]
