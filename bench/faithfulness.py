@@ -59,10 +59,11 @@ def leak(model_dir: str, data: str, images: int, seed: int = 0) -> None:
     from hub.explain.faithfulness import target_probability
     from hub.explain.imputation import IMPUTATIONS, impute
     from hub.images import load_image
+    from hub.model import labels_of
     from train.synthetic import load_evidence
 
     model = timm.create_model(f"local-dir:{model_dir}", pretrained=True).eval()
-    labels, transform, rng = model.pretrained_cfg["label_names"], model_transform(model), np.random.default_rng(seed)
+    labels, transform, rng = labels_of(model), model_transform(model), np.random.default_rng(seed)
     boxes = sorted(load_evidence(data).items())
     boxes = [boxes[i] for i in np.linspace(0, len(boxes) - 1, min(images, len(boxes))).round().astype(int)]
     cases = []
