@@ -1,6 +1,6 @@
 """Faithfulness measurements that need a trained model: a held-out split to train beside, and imputation leaks.
 
-    # 1. hold out N slices per class, train on the rest (symlinks; the data is never copied)
+    # 1. hold out the last 10 slices per class in file order, train on the rest (symlinks, nothing copied)
     python -m bench.faithfulness split --data ../shared/data/brain-mri-figshare/train --out runs/mri-split
     python -m train --data runs/mri-split/train --recipe mri --no-pretrained --img-size 224 --out runs/mri
     # 2. the figures on the held-out slices: deletion/insertion with 95% intervals, baselines, sanity, agreement
@@ -23,22 +23,25 @@ import numpy as np
 from hub.images import find_images
 
 
-def split(data: str, per_class: int, out: str, seed: int = 0) -> None:
-    """`out/held/<class>` gets `per_class` random images of each class, `out/train/<class>` the rest (symlinks)."""
-    rng, root, out = np.random.default_rng(seed), Path(data), Path(out)
+def split(data: str, per_class: int, out: str) -> None:
+    """`out/held/<class>` gets the last `per_class` images of each class in natural file order, `out/train/<class>`
+    the rest (symlinks). A block, not a random draw: the MRI set's neighbouring file numbers are one patient's
+    slices, so a random draw would leave the held-out slices' neighbours in training (see train/splits.py)."""
+    from train.splits import natural_key
+
+    root, out = Path(data), Path(out)
     if out.exists():
         raise SystemExit(f"{out} exists; pick a new --out")
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for folder in classes:
-        files = find_images(folder)
+        files = sorted(find_images(folder), key=natural_key)
         if len(files) <= per_class:
             raise SystemExit(f"{folder}: {len(files)} images, cannot hold out {per_class}")
-        held = set(rng.choice(len(files), per_class, replace=False).tolist())
         for i, f in enumerate(files):
-            target = out / ("held" if i in held else "train") / folder.name / f.relative_to(folder)
+            target = out / ("held" if i >= len(files) - per_class else "train") / folder.name / f.relative_to(folder)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(f.resolve(), target)
-    print(f"{out}/held: {per_class} x {len(classes)} images; {out}/train: the rest (seed {seed})")
+    print(f"{out}/held: the last {per_class} of each of {len(classes)} classes in file order; {out}/train: the rest")
 
 
 def pattern_mask(rgb: np.ndarray, box: list[int]) -> np.ndarray:
@@ -102,14 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--data", required=True, help="class-per-folder images")
     s.add_argument("--per-class", type=int, default=10)
     s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("leak", help="how much each imputation leaks, on a model trained on the synthetic set")
     s.add_argument("--model-dir", required=True)
     s.add_argument("--data", required=True, help="held-out synthetic images with evidence.json")
     s.add_argument("--images", type=int, default=30)
     a = p.parse_args(argv)
     if a.command == "split":
-        split(a.data, a.per_class, a.out, a.seed)
+        split(a.data, a.per_class, a.out)
     else:
         leak(a.model_dir, a.data, a.images)
 
