@@ -24,10 +24,11 @@ from hub.images import find_images
 
 
 def split(data: str, per_class: int, out: str) -> None:
-    """`out/held/<class>` gets the last `per_class` images of each class in natural file order, `out/train/<class>`
-    the rest (symlinks). A block, not a random draw: the MRI set's neighbouring file numbers are one patient's
-    slices, so a random draw would leave the held-out slices' neighbours in training (see train/splits.py)."""
+    """`out/held/<class>`: the last `per_class` images of each class in file order; `out/train/<class>`: the rest."""
     from train.splits import natural_key
+
+    # A block, not a random draw: the MRI set's neighbouring file numbers are one patient's slices, so a
+    # random draw would leave the held-out slices' neighbours in training (train/splits.py, `ordered`).
 
     root, out = Path(data), Path(out)
     if out.exists():
