@@ -44,7 +44,7 @@ STEPS = 10
 # Only the linear fill leaks in neither.
 IMPUTATION = "linear"
 BASELINES = ("random", "centre")
-BATCH = 16               # imputed inputs per forward pass: CPU throughput is flat beyond ~16 at 224 px
+BATCH = 16               # imputed inputs per forward pass: bounds the memory of one chunk
 RANDOM_CELL = 32         # random baseline: noise on a grid of this many pixels per cell (ResNet's stride)
 CENTRE_SIGMA = 0.25      # centred baseline: Gaussian with this std, as a share of each side
 TOP_SHARE = 0.2          # agreement: overlap of the maps' top 20%
