@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from PIL import Image, ImageDraw
 
 SIZE = (320, 200)
-MARGIN = (34, 12, 12, 30)  # left, top, right, bottom
+MARGIN = (34, 26, 12, 30)  # left, top (the legend), right, bottom
 COLOURS = {"deletion": (200, 40, 40), "insertion": (40, 80, 200)}
 PALE = {"deletion": (240, 180, 180), "insertion": (180, 195, 240)}
 
@@ -36,8 +36,8 @@ def curve_plot(figures: dict, size: tuple[int, int] = SIZE) -> Image.Image:
     draw.text((box[0] + 40, box[3] + 4), "pixels removed / revealed", fill=(90, 90, 90))
     for curve in ("deletion", "insertion"):
         _line(draw, figures["baselines"]["random"]["curves"][curve], box, PALE[curve], 1)
-    for row, curve in enumerate(("deletion", "insertion")):
+    for column, curve in enumerate(("deletion", "insertion")):
         _line(draw, figures["curves"][curve], box, COLOURS[curve], 2)
-        draw.text((box[0] + 6, box[1] + 4 + 12 * row), f"{curve} {figures[curve]:.3f}", fill=COLOURS[curve])
-    draw.text((box[0] + 6, box[1] + 28), "pale: random map", fill=(130, 130, 130))
+        draw.text((box[0] + 92 * column, 6), f"{curve} {figures[curve]:.3f}", fill=COLOURS[curve])
+    draw.text((box[0] + 184, 6), "pale: random map", fill=(130, 130, 130))
     return img
