@@ -180,13 +180,8 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
         created = not api.repo_exists(space_id, repo_type="space")
         hardware = hardware or (DEFAULT_HARDWARE if created else current_hardware(api, space_id))
         shipped = bundle(files, model, hardware)
-        if created:  # one call: the first build already has its variables, secrets and hardware
-            url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private,
-                                  space_hardware=hardware,
-                                  space_variables=[{"key": k, "value": v} for k, v in variables.items()],
-                                  space_secrets=[{"key": k, "value": v} for k, v in secrets.items()])
-        else:
-            url = f"{api.endpoint}/spaces/{space_id}"
+        url = (create_space(api, space_id, private, hardware, variables, secrets) if created
+               else f"{api.endpoint}/spaces/{space_id}")
         remote = set(api.list_repo_files(space_id, repo_type="space"))
     except PublishError:
         raise
@@ -205,6 +200,15 @@ def deploy_space(space_id: str, model: str, revision: str = "main", token: str |
                         source_commit=source, hardware=hardware, created=created, files=sorted(shipped),
                         variables=variables, secrets=sorted(secrets), model_private=model_private,
                         left_out=left_out)
+
+
+def create_space(api, space_id: str, private: bool, hardware: str, variables: dict[str, str],
+                 secrets: dict[str, str]) -> str:
+    """A new gradio Space with its hardware, variables and secrets in one call, so its first build has them."""
+    return str(api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private,
+                               space_hardware=hardware,
+                               space_variables=[{"key": k, "value": v} for k, v in variables.items()],
+                               space_secrets=[{"key": k, "value": v} for k, v in secrets.items()]))
 
 
 def update_settings(api, space_id: str, variables: dict[str, str], secrets: dict[str, str], hardware: str,
