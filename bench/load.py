@@ -344,9 +344,10 @@ def report_batching(a: argparse.Namespace, rounds: dict[str, list[Round]]) -> in
 
 def main(argv=None) -> int:
     a = parse(argv)
-    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    images = make_images(work, a.images, a.image_size)
-    return compare_batching(a, work, images) if a.compare_batching else load_test(a, work, images)
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:  # removed afterwards, even on Ctrl-C
+        work = Path(tmp)
+        images = make_images(work, a.images, a.image_size)
+        return compare_batching(a, work, images) if a.compare_batching else load_test(a, work, images)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ def run(name: str, overrides: dict, tune: Path, test: Path, out: Path, a) -> dic
     start = time.perf_counter()
     fit(cfg, log=lambda line: None, progress=False)
     metrics = json.loads((out / name / "metrics.json").read_text())
+    shutil.rmtree(out / name)  # ~0.4 GB of weights and checkpoints a run: only the figures are kept
     t, v = metrics["test"], metrics["validation"]
     return {"name": name, "seconds": time.perf_counter() - start, "val_accuracy": v["accuracy"],
             "accuracy": t["accuracy"], "auc": t["auc_macro"], "ci": t["intervals"],
@@ -87,7 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", nargs="+", default=[name for name, _ in STEPS] + ["leaky"],
                    help="steps to report (each includes every step before it), 'full' = all, 'leaky'")
     a = p.parse_args(argv)
-    scratch = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        table(a, Path(tmp))
+
+
+def table(a: argparse.Namespace, scratch: Path) -> None:
+    """Link the split into scratch, train each chosen step there and print its row as it finishes."""
     tune, test = link_split(Path(a.data), scratch / "data", a.test_fraction)
     print("| recipe | test accuracy (95% CI) | test macro AUC (95% CI) | test recall per class | val accuracy | "
           "minutes |\n|---|---|---|---|---|---|", flush=True)

@@ -132,7 +132,7 @@ def train_args(*extra, data=dataset) -> Callable:
 
 def model_folder(edit: Callable[[Path], object]) -> Callable:
     def make(ctx):
-        folder = shutil.copytree(ctx.model, ctx.tmp / "model")
+        folder = shutil.copytree(ctx.model, ctx.tmp / "model", ignore=shutil.ignore_patterns("checkpoints"))
         edit(folder)
         return folder
     return make
@@ -186,7 +186,7 @@ def push_with_token(token: str, trained: bool = True) -> Callable:
         ctx.request.getfixturevalue("hub_server")
         from hub.publish import push
 
-        folder = shutil.copytree(ctx.model, ctx.tmp / "model")
+        folder = shutil.copytree(ctx.model, ctx.tmp / "model", ignore=shutil.ignore_patterns("checkpoints"))
         if trained:
             for name in ("metrics.json", "train_config.json"):
                 (folder / name).write_text("{}")

@@ -11,8 +11,11 @@ import pytest
 
 from train.synthetic import make_dataset
 
-ARGS = ["--no-pretrained", "--unfreeze", "all", "--epochs", "6", "--img-size", "64", "--batch-size", "12",
-        "--rotation", "0", "--color-jitter", "0", "--no-hflip", "--dropout", "0", "--patience", "0"]
+# resnet18: the DDP path (sampler, gradient all-reduce, metric reductions, rank-0 writes) does not depend on the
+# architecture, and it halves the test's time (165 s -> 80 s on 2 busy cores) against resnet50.
+ARGS = ["--arch", "resnet18", "--no-pretrained", "--unfreeze", "all", "--epochs", "6", "--img-size", "64",
+        "--batch-size", "12", "--rotation", "0", "--color-jitter", "0", "--no-hflip", "--dropout", "0",
+        "--patience", "0"]
 
 
 ROOT = Path(__file__).resolve().parents[1]

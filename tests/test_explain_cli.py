@@ -17,7 +17,8 @@ LABELS = ["ring", "cross", "checker"]
 @pytest.fixture()
 def model_copy(trained_synthetic, tmp_path):
     """A private copy of the shared trained model folder (the command writes into it)."""
-    return shutil.copytree(trained_synthetic.model_dir, tmp_path / "model")
+    return shutil.copytree(trained_synthetic.model_dir, tmp_path / "model",
+                           ignore=shutil.ignore_patterns("checkpoints"))
 
 
 @pytest.fixture()

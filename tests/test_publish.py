@@ -31,7 +31,7 @@ def _logits(source, image, revision=None):
 def test_next_tag_and_allow_list(tiny_models, tmp_path):
     assert next_tag([]) == "v1" and next_tag(["v1", "v3", "latest", "v10x"]) == "v4"
     folder = tmp_path / "m"
-    shutil.copytree(tiny_models[0], folder)
+    shutil.copytree(tiny_models[0], folder, ignore=shutil.ignore_patterns("checkpoints"))
     (folder / "examples").mkdir()
     (folder / "examples" / "a.png").write_bytes(b"png")
     (folder / "extra.pt").write_bytes(b"pickle")
