@@ -69,6 +69,12 @@ class Classifier:
         return explain(self.model, load_image(image), method=method, target=target, max_channels=max_channels,
                        transform=self.transform, labels=self.labels, device=self.device, **options)
 
+    def faithfulness(self, e: Explanation, **options) -> Explanation:
+        """`e` (from `explain(..., faithfulness=False)`) with its faithfulness figures measured."""
+        from hub.explain.explanation import add_faithfulness
+
+        return add_faithfulness(self.model, e, transform=self.transform, device=self.device, **options)
+
     def __repr__(self) -> str:
         where = self.source or "model"
         if self.revision:

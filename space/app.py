@@ -115,22 +115,27 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: 
     with gr.Row():
         download = gr.DownloadButton("Download overlay PNG", scale=1, elem_id=f"{method}-download")
         info = gr.Markdown(label="summary", elem_id=f"{method}-summary")
+    curves = gr.Image(label="Deletion and insertion (faithfulness, measured after the map)", format="png",
+                      type="pil", interactive=False, height=220, elem_id=f"{method}-curves")
     with gr.Accordion("Details (JSON)", open=False):
         numbers = gr.JSON(label="details")
     last = gr.State(None, time_to_live=STATE_SECONDS)
 
-    def work(request: handlers.ExplainRequest) -> handlers.ExplainResult:  # the GPU part on ZeroGPU
-        return handlers.run_explain(served, request)
-
-    def seconds(request: handlers.ExplainRequest) -> int:
-        return gpu_seconds(served, method, request.image.size)
-
-    on_device = on_gpu(work, seconds)
+    # Two steps, each its own GPU call on ZeroGPU: the map (Grad-CAM ~1 pass, the user waits for it), then
+    # its faithfulness figures (62 passes: 90% of a Grad-CAM request's time on a CPU), shown when ready.
+    on_device = on_gpu(lambda request: handlers.run_explain(served, request, figures=False),
+                       lambda request: gpu_seconds(served, method, request.image.size))
+    measure = on_gpu(lambda e: handlers.run_figures(served, e),
+                     lambda e: gpu_seconds(served, "faithfulness", (0, 0)))
 
     def compute(image, target, opacity):
         r = on_device(handlers.check_explain(served, image, method, target, opacity))
         overlay = png(r.overlay)
-        return (png(r.heatmap, "heatmap"), overlay), overlay, r.summary, r.details, r.explanation
+        return (png(r.heatmap, "heatmap"), overlay), overlay, r.summary, r.details, None, r.explanation
+
+    def figures(explanation):
+        e = measure(handlers.check_figures(served, explanation))
+        return handlers.summary(e), handlers.details(e), png(handlers.curves_image(e), "curves"), e
 
     def restyle(explanation, opacity):
         if explanation is None:  # nothing computed yet in this session
@@ -139,8 +144,10 @@ def cam_tab(served: Served, image: ImagePath, method: str, targets: list, trim: 
         overlay = png(over)
         return (png(heat, "heatmap"), overlay), overlay
 
-    run.click(ui(compute, trim), [image, target, opacity], [slider, download, info, numbers, last],
-              api_name=method, concurrency_id=MODEL_CALLS)
+    run.click(ui(compute, trim), [image, target, opacity], [slider, download, info, numbers, curves, last],
+              api_name=method, concurrency_id=MODEL_CALLS
+              ).success(ui(figures, trim), [last], [info, numbers, curves, last], api_name=f"{method}_faithfulness",
+                        concurrency_id=MODEL_CALLS)
     opacity.release(ui(restyle), [last, opacity], [slider, download], api_visibility="private",
                     concurrency_limit=None)
 

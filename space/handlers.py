@@ -180,7 +180,7 @@ def figures_text(e: Explanation) -> str:
     """Deletion and insertion areas, the beats-baselines mark and keep-remove, in one Markdown line."""
     f = e.faithfulness
     if f is None:
-        return "faithfulness: not computed"
+        return "faithfulness: not measured yet"
     beats = f["beats"]
     return (f"deletion **{f['deletion']:.3f}** (lower is better), insertion **{f['insertion']:.3f}** (higher is "
             f"better); beats the baselines **{mark(f['beats_baselines'])}** (random {mark(beats['random'])}, "
@@ -223,21 +223,48 @@ def check_explain(served: Served, path: Optional[str], method: str, target: Opti
     return ExplainRequest(method, img, target_label(target, clf.labels), opacity)
 
 
-def run_explain(served: Served, request: ExplainRequest) -> ExplainResult:
-    """Grad-CAM or Score-CAM (fast on CPU, exact on GPU) of a checked request, with its faithfulness figures."""
+def run_explain(served: Served, request: ExplainRequest, figures: bool = True) -> ExplainResult:
+    """Grad-CAM or Score-CAM (fast on CPU, exact on GPU) of a checked request, with its faithfulness figures
+    unless `figures` is False (the CAM tabs show the map first, then `run_figures` adds them)."""
     clf = require(served)
     try:
-        e = clf.explain(request.image, method=request.method, target=request.label, max_channels=served.max_channels)
+        e = clf.explain(request.image, method=request.method, target=request.label, max_channels=served.max_channels,
+                        faithfulness=figures)
     except ValueError as exc:  # e.g. a model whose input is too small for its last feature stage
         raise UserError(str(exc)) from None
-    heat, over = render(e, request.opacity)
-    return ExplainResult(e, heat, over, summary(e), details(e), curve_plot(e.faithfulness) if e.faithfulness else None)
+    return result(e, request.opacity)
+
+
+def result(e: Explanation, opacity: float) -> ExplainResult:
+    """An explanation rendered for the app: heatmap, overlay, summary, details and curves (when measured)."""
+    heat, over = render(e, opacity)
+    return ExplainResult(e, heat, over, summary(e), details(e), curves_image(e) if e.faithfulness else None)
+
+
+def check_figures(served: Served, e: Optional[Explanation]) -> Explanation:
+    """The session's last explanation, checked before its figures are measured (the second step of a CAM tab)."""
+    require(served)
+    if e is None:
+        raise UserError("No explanation to measure yet: run Grad-CAM or Score-CAM on an image first.")
+    return e
+
+
+def run_figures(served: Served, e: Explanation) -> Explanation:
+    """`e` with its faithfulness figures (measured once: a measured explanation comes back as it is)."""
+    return e if e.faithfulness is not None else require(served).faithfulness(e)
+
+
+def curves_image(e: Explanation) -> Image.Image:
+    """The deletion and insertion curves of a measured explanation, with the random baseline's."""
+    if e.faithfulness is None:
+        raise UserError("This explanation has no faithfulness figures yet.")
+    return curve_plot(e.faithfulness)
 
 
 def explain(served: Served, path: Optional[str], method: str, target: Optional[str] = PREDICTED,
-            opacity: float = 0.5) -> ExplainResult:
+            opacity: float = 0.5, figures: bool = True) -> ExplainResult:
     """Grad-CAM or Score-CAM of the predicted or chosen class: check, then run."""
-    return run_explain(served, check_explain(served, path, method, target, opacity))
+    return run_explain(served, check_explain(served, path, method, target, opacity), figures)
 
 
 def run_compare(served: Served, request: ExplainRequest) -> CompareResult:

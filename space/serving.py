@@ -90,16 +90,19 @@ def autocast(classifier: Classifier) -> contextlib.AbstractContextManager:
 
 
 def forward_passes(served: Served, method: str, images: int = 1) -> int:
-    """Forward passes of one call: a batch of `images` to classify, or one explanation with its faithfulness."""
+    """Forward passes of one call: a batch of `images` to classify, one map (a CAM tab's first step), the
+    faithfulness figures of one map (its second step), or Compare (both maps with their figures)."""
     if method == "classify":
         return images
     if method == "gradcam":  # the backward pass runs through the head only: negligible
-        return 1 + FAITHFULNESS_PASSES
+        return 1
     if method == "scorecam":
         k = served.max_channels
-        return 1 + (served.classifier.model.num_features if k == "exact" else int(k)) + FAITHFULNESS_PASSES
+        return 1 + (served.classifier.model.num_features if k == "exact" else int(k))
+    if method == "faithfulness":
+        return FAITHFULNESS_PASSES
     if method == "compare":
-        return forward_passes(served, "gradcam") + forward_passes(served, "scorecam")
+        return forward_passes(served, "gradcam") + forward_passes(served, "scorecam") + 2 * FAITHFULNESS_PASSES
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -107,7 +110,8 @@ def gpu_seconds(served: Served, method: str, image_size: tuple[int, int], images
     """Seconds of GPU a call asks ZeroGPU for: start-up + its forward passes + drawing at `image_size` (w, h)."""
     height, width = served.classifier.data_config["input_size"][1:]
     passes = forward_passes(served, method, images) * GPU_PASS_SECONDS * height * width / REFERENCE_PIXELS
-    drawing = 0.0 if method == "classify" else DRAW_SECONDS_PER_MEGAPIXEL * image_size[0] * image_size[1] / 1e6
+    drawn = method not in ("classify", "faithfulness")  # the figures step draws only a small curve plot
+    drawing = DRAW_SECONDS_PER_MEGAPIXEL * image_size[0] * image_size[1] / 1e6 if drawn else 0.0
     return min(GPU_MAX_SECONDS, math.ceil(GPU_START_SECONDS + passes + drawing * (2 if method == "compare" else 1)))
 
 

@@ -73,8 +73,13 @@ def use_every_tab(page, url: str, image: Path, example: tuple[int, str], labels:
         page.wait_for_function(f"() => /{title}/.test(document.querySelector('#{method}-summary').innerText)")
         page.wait_for_function(f"() => [...document.querySelectorAll('#{method}-slider img')]"
                                ".filter(e => e.complete && e.naturalWidth > 0).length >= 2")
+        # The faithfulness figures follow the map in a second step: curves drawn, summary updated.
+        page.wait_for_function(f"() => /deletion/.test(document.querySelector('#{method}-summary').innerText)")
+        page.wait_for_function(f"() => [...document.querySelectorAll('#{method}-curves img')]"
+                               ".some(e => e.complete && e.naturalWidth > 0)")
         summary = page.locator(f"#{method}-summary").inner_text()
         assert " s" in summary and ("masked pass" in summary if method == "scorecam" else "gradients" in summary)
+        assert "beats the baselines" in summary
         shot(page, f"{prefix}2-{method}")
     # Opacity redraws the overlay from the session's last explanation; the raw heatmap stays.
     srcs = "() => [...document.querySelectorAll('#scorecam-slider img')].map(e => e.src)"

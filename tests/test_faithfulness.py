@@ -2,6 +2,8 @@
 agreement, contrastive targets and the sanity check (a map that ignores the model fails, Grad-CAM passes)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import timm
@@ -11,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from hub.explain import explain
-from hub.explain.explanation import model_transform
+from hub.explain.explanation import add_faithfulness, model_transform
 from hub.explain.faithfulness import (
     agreement,
     centre_map,
@@ -168,6 +170,22 @@ def test_explanation_carries_the_figures_and_explains_a_rather_than_b():
     plain = explain(model, img, method="gradcam", target="cross", faithfulness=False)
     assert plain.faithfulness is None and plain.rival is None
     assert np.abs(plain.heatmap - e.heatmap).max() > 0.05      # "cross rather than ring" is another map
+
+
+def test_figures_measured_later_equal_the_figures_of_one_call():
+    """The app shows the map first and measures it next: two steps must give what one gives."""
+    model, img = small_resnet(), Image.new("RGB", (50, 40), (120, 60, 30))
+    img.paste((20, 200, 90), (5, 5, 25, 20))
+    for method in ("gradcam", "scorecam"):
+        whole = explain(model, img, method=method, target=("cross", "ring"), max_channels=4, steps=4)
+        first = explain(model, img, method=method, target=("cross", "ring"), max_channels=4, steps=4,
+                        faithfulness=False)
+        assert first.faithfulness is None and first.model_map.shape == (64, 64)   # the model's input size
+        later = add_faithfulness(model, first, steps=4)
+        assert later.faithfulness == whole.faithfulness and np.array_equal(later.heatmap, whole.heatmap)
+        assert later.seconds > first.seconds and first.faithfulness is None       # a new object; the first unchanged
+    with pytest.raises(ValueError, match="no model-size map"):
+        add_faithfulness(model, replace(first, model_map=None))
 
 
 @pytest.mark.parametrize("call, message", [

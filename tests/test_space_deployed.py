@@ -26,7 +26,7 @@ from deploy_fixtures import make_checkout, model_repo
 from gradio_client import Client, handle_file
 from PIL import Image
 
-ENDPOINTS = {"/classify", "/gradcam", "/scorecam", "/compare"}
+ENDPOINTS = {"/classify", "/gradcam", "/gradcam_faithfulness", "/scorecam", "/scorecam_faithfulness", "/compare"}
 # gradio 6.31 calls pandas APIs that pandas 3 deprecates, inside its queue: not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -102,9 +102,12 @@ def test_the_deployed_space_works_in_a_browser_and_through_the_api(visibility, h
         top = client.predict(image, api_name="/classify")
         assert top["label"] in LABELS and len(top["confidences"]) == len(LABELS)
         for method in ("gradcam", "scorecam"):
-            (heat, over), png, summary, details = client.predict(image, "cross", 0.5, api_name=f"/{method}")
+            (heat, over), png, summary, details, _ = client.predict(image, "cross", 0.5, api_name=f"/{method}")
             assert details["label"] == "cross" and details["method"] == method
             assert Image.open(png).size == Image.open(heat).size == (96, 96)
+            summary, figures, curves = client.predict(api_name=f"/{method}_faithfulness")  # of the map just made
+            assert figures["label"] == "cross" and 0.0 <= figures["faithfulness"]["deletion"] <= 1.0
+            assert "deletion **" in summary and Image.open(curves).size == (320, 200)
         _, score_png, _, _, table, both = client.predict(image, "", 0.5, api_name="/compare")
         assert both["gradcam"]["target"] == both["scorecam"]["target"] and "Deletion" in table
         assert set(both["agreement"]) == {"rank_correlation", "top_overlap"}

@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import numpy as np
@@ -77,6 +77,9 @@ class Explanation:
     probabilities: np.ndarray = field(repr=False)  # all classes, in label order
     rival: Optional[int] = None  # a contrastive target's B: the map explains `target` rather than `rival`
     rival_label: Optional[str] = None
+    # The map at the model's input size: what the faithfulness figures rank pixels by, kept so that
+    # `add_faithfulness` can measure them later without recomputing the map.
+    model_map: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def channels(self) -> int:
@@ -195,16 +198,38 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam", targe
     x = transform(img).unsqueeze(0).to(device)
     cam = make_cam(model, method, resolve_max_channels(max_channels, device), layer, batch_size, dtype, seed)
     model_size, patches = tuple(x.shape[-2:]), cells_are_patches(model)
-    curve_dtype = autocast_dtype(device) if dtype == CURVE_DTYPE else resolve_dtype(device, dtype)
-    # The session (a lock on the hook path only) also covers the faithfulness passes.
-    with cam.split.session():
+    with cam.split.session():  # a lock on the hook path only; the curves' plain passes need none
         result = cam(x, index, rival)
-        figures = measure(model, x, to_pixels(result.cam, model_size, model_size, patches), result.target, rival,
-                          steps=steps, imputation=imputation, seed=seed, dtype=curve_dtype) if faithfulness else None
+    model_map = to_pixels(result.cam, model_size, model_size, patches)
     probs = torch.softmax(result.logits, dim=-1).numpy()
     heatmap = to_pixels(result.cam, (img.height, img.width), model_size, patches).numpy()
     name = lambda i: labels[i] if i < len(labels) else str(i)  # noqa: E731
-    return Explanation(heatmap, img, result.target, name(result.target), float(probs[result.target]), figures,
-                       time.perf_counter() - start, method, result.mode, result.passes, result.layer, probs,
-                       rival, None if rival is None else name(rival))
+    e = Explanation(heatmap, img, result.target, name(result.target), float(probs[result.target]), None,
+                    time.perf_counter() - start, method, result.mode, result.passes, result.layer, probs,
+                    rival, None if rival is None else name(rival), model_map.numpy())
+    if not faithfulness:
+        return e
+    return add_faithfulness(model, e, transform, device, dtype=dtype, seed=seed, steps=steps, imputation=imputation)
+
+
+def add_faithfulness(model: nn.Module, e: Explanation, transform: Optional[Callable] = None,
+                     device: Union[str, torch.device, None] = None, *, dtype: Union[str, torch.dtype, None] = "auto",
+                     seed: int = 0, steps: int = STEPS, imputation: str = IMPUTATION) -> Explanation:
+    """`e` with its faithfulness figures measured (`hub.explain.faithfulness.measure`) and their time added.
+
+    `explain(..., faithfulness=False)` then this gives what `explain(...)` gives: the app shows the map
+    first and the figures, ~6 * steps forward passes, a moment later.
+    """
+    if e.model_map is None:
+        raise ValueError("this explanation has no model-size map; compute it with hub.explain.explanation.explain")
+    start = time.perf_counter()
+    steps, imputation = check_steps(steps), check_imputation(imputation)
+    transform = transform or model_transform(model)
+    device = torch.device(device) if device is not None else model_device(model)
+    x = transform(e.image).unsqueeze(0).to(device)
+    curve_dtype = autocast_dtype(device) if dtype == CURVE_DTYPE else resolve_dtype(device, dtype)
+    model.eval()
+    figures = measure(model, x, torch.from_numpy(e.model_map), e.target, e.rival, steps=steps,
+                      imputation=imputation, seed=seed, dtype=curve_dtype)
+    return replace(e, faithfulness=figures, seconds=e.seconds + time.perf_counter() - start)
 
