@@ -59,7 +59,9 @@ def _ci(m: dict, key: str) -> str:
 SPLIT_TEXT = {"random": "random per class (images of one patient can be on both sides)",
               "ordered": "ordered: per class, the last files in natural order (neighbouring slices stay together)",
               "group": "by group: every patient or slide in one split only",
-              "explicit": "a separate validation folder (--val-data)"}
+              "explicit": "a separate validation folder (--val-data)",
+              "none": "none: a final fit on every training image for an epoch count chosen beforehand "
+                      "(--val-split 0); the figures below are on held-out test data only"}
 
 
 def _split_text(split: dict | None) -> str:
@@ -127,9 +129,21 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         eval_results=_eval_results(results, dataset_id or "imagefolder", dataset_id or "class-per-folder images"),
     )
     size = pcfg.get("input_size", [3, cfg.get("img_size"), cfg.get("img_size")])
-    aug = [a for a, on in (("horizontal flip", cfg.get("hflip")),
+    aug = [a for a, on in ((f"random-resized crop of {cfg.get('scale_min', 1):g}-1 of the image",
+                            cfg.get("scale_min", 1) < 1),
+                           ("horizontal flip", cfg.get("hflip")),
                            (f"rotation ±{cfg.get('rotation'):g}°", cfg.get("rotation")),
-                           (f"colour jitter {cfg.get('color_jitter'):g}", cfg.get("color_jitter"))) if on]
+                           (f"colour jitter {cfg.get('color_jitter'):g}", cfg.get("color_jitter")),
+                           (f"mixup alpha {cfg.get('mixup'):g}", cfg.get("mixup")),
+                           (f"cutmix alpha {cfg.get('cutmix'):g}", cfg.get("cutmix"))) if on]
+    # Older train_config.json files lack the newer keys: .get() keeps their cards rendering.
+    extras = [a for a, on in ((f"{cfg.get('warmup_epochs')} warmup epoch(s)", cfg.get("warmup_epochs")),
+                              (f"label smoothing {cfg.get('label_smoothing'):g}", cfg.get("label_smoothing")),
+                              (f"EMA weights (decay {cfg.get('ema_decay'):g}) evaluated and published",
+                               cfg.get("ema_decay")),
+                              ("bf16 autocast + channels_last where the device has bf16", cfg.get("amp")),
+                              ("evaluated as the mean of each image and its mirror (flip TTA)", cfg.get("tta")))
+              if on]
     counts = dataset["counts"]
     total = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in labels}
     init = (_parent_line(parent) if parent else "initialised from ImageNet weights `" + base_model + "`" if base_model
@@ -160,6 +174,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         mean=tuple(round(v, 4) for v in pcfg.get("mean", ())),
         std=tuple(round(v, 4) for v in pcfg.get("std", ())),
         augmentation=", ".join(aug) or "none",
+        extras=extras,
         results={"test" if k == "test" else "validation": v for k, v in results.items()},
         faithfulness=faithfulness_rows(faith),
         faithfulness_setup=next(iter(faith.values()), {}),

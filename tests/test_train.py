@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from hub import from_pretrained
 from hub.errors import OutputError, WeightsError
-from hub.model import ModelLoadError
+from hub.model import PLOTS, ModelLoadError
 from train.config import build_config
 from train.run import fit
 from train.synthetic import make_dataset
@@ -328,6 +328,31 @@ def test_timm_recipe_parts_train_resume_and_publish(synth, tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(x), from_pretrained(out, device="cpu").model(x), atol=1e-5)
     assert metrics["validation"]["intervals"]["accuracy"]["low"] <= metrics["validation"]["accuracy"]
+
+
+def test_final_fit_trains_on_every_image_and_reports_test_only(synth, tmp_path):
+    """--val-split 0: every --data image trains (no validation split, no early stopping), the last epoch's
+    weights are published, and the figures, plots and card are the test set's and say so."""
+    out = fit(_cfg(synth / "train", tmp_path / "m", epochs=2, val_split=0.0, test_data=str(synth / "test")),
+              log=lambda s: None, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "validation" not in metrics and metrics["test"]["n"] == 30
+    assert metrics["split"]["method"] == "none"
+    assert sum(metrics["split"]["images"]["train"].values()) == 90  # all 3 x 30, none held out
+    assert sum(metrics["split"]["images"]["val"].values()) == 0
+    run = json.loads((out / "train_config.json").read_text())["run"]
+    assert (run["epochs_run"], run["best_epoch"], run["best_val_loss"]) == (2, 2, None)
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [r["val_loss"] for r in rows] == ["", ""] and all(float(r["train_loss"]) > 0 for r in rows)
+    # the published weights are those of the last epoch: the resumable state's model after epoch 2
+    last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    published = from_pretrained(out, device="cpu").model.state_dict()
+    assert last["epoch"] == 2 and torch.equal(published["fc.weight"], last["model"]["fc.weight"])
+    card = ModelCard.load(out / "README.md")
+    assert "final fit on every training image" in card.text and "no validation: the\nweights of the last epoch" \
+        in card.text
+    assert [r.dataset_split for r in card.data.eval_results] == ["test"] * 3
+    assert all((out / rel).stat().st_size > 0 for rel in PLOTS)
 
 
 def test_flip_tta_averages_the_image_and_its_mirror():

@@ -28,7 +28,7 @@ class TrainConfig:
     data: str = ""
     val_data: str | None = None
     test_data: str | None = None
-    val_split: float = 0.15
+    val_split: float = 0.15              # 0: a final fit on all of --data (needs --test-data, --patience 0)
     split: str = "random"                # how --val-split is drawn: random, ordered or group (train/splits.py)
     group_pattern: str | None = None     # --split group: regex on the relative path; group = first capture
     group_csv: str | None = None         # --split group: CSV path,group (flag --groups)
@@ -111,8 +111,20 @@ class TrainConfig:
             yield f"--warmup-epochs must be >= 0 and below --epochs (got {self.warmup_epochs})"
         if not 0.0 <= self.dropout < 1.0:
             yield f"--dropout must be in [0, 1) (got {self.dropout})"
-        if not 0.0 < self.val_split < 1.0 and self.val_data is None:
-            yield f"--val-split must be between 0 and 1 (got {self.val_split})"
+        if not 0.0 <= self.val_split < 1.0 and self.val_data is None:
+            yield (f"--val-split must be in [0, 1): a share of --data for validation, or 0 to train on all of it "
+                   f"(got {self.val_split})")
+        if not self.validates:
+            # A final fit: every image of --data is trained on, so the epoch count must be chosen beforehand
+            # (on a run with validation) and the only figures are on --test-data.
+            if self.patience:
+                yield ("--val-split 0 leaves no validation images to stop early on: pass --patience 0 "
+                       "(the epoch count, chosen on a run with validation, is final)")
+            if self.test_data is None:
+                yield ("--val-split 0 leaves nothing to evaluate: pass --test-data DIR (held-out images, other "
+                       "patients) so metrics.json and the model card have figures")
+            if self.group_pattern or self.group_csv:
+                yield "--val-split 0 makes no split: drop --group-pattern / --groups"
         if self.patience < 0:
             yield f"--patience must be 0 (off) or more (got {self.patience})"
         if self.workers < 0:
@@ -166,6 +178,11 @@ class TrainConfig:
         elif not (self.init_is_file or Path(source).is_dir() or is_repo_id(source)):
             yield (f"--init {self.init}: not a model folder, a .safetensors file or a Hub repo id; "
                    "pass a model folder, org/repo[@rev] (tag, branch or commit) or a .safetensors file")
+
+    @property
+    def validates(self) -> bool:
+        """False for a final fit (--val-split 0 without --val-data): no validation split, all of --data trains."""
+        return self.val_data is not None or self.val_split > 0
 
     @property
     def init_is_file(self) -> bool:

@@ -168,8 +168,8 @@ def build_splits(data: str | Path, val_data: str | Path | None = None, test_data
                             f"missing {missing or 'none'}, extra {extra or 'none'} "
                             f"(--data has {list(classes)})")
     # Groups come from the scanned files, before unreadable ones are dropped: a groups CSV lists them all.
-    groups = None if val_data is not None or split != "group" else \
-        find_groups(scans["--data"], Path(data), group_pattern, group_csv)
+    method = "explicit" if val_data is not None else "none" if val_split == 0 else split
+    groups = find_groups(scans["--data"], Path(data), group_pattern, group_csv) if method == "group" else None
     skipped: list[tuple[str, str]] = []
     checked = {}
     for role, found in scans.items():
@@ -178,7 +178,6 @@ def build_splits(data: str | Path, val_data: str | Path | None = None, test_data
     if skipped:
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
         warnings.warn(f"skipping {len(skipped)} unreadable image(s):\n{lines}", stacklevel=2)
-    method = "explicit" if val_data is not None else split
     train, val = divide(checked["--data"], classes, method, val_split, seed, groups)
     if val_data is not None:
         val = checked["--val-data"]
@@ -203,8 +202,9 @@ def find_groups(files: dict[str, list[Path]], root: Path, pattern: str | None,
 
 def divide(files: dict[str, list[Path]], classes: Sequence[str], method: str, fraction: float, seed: int,
            groups: dict[Path, str] | None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    """Train and validation files per class by `method` (random, ordered, group; explicit keeps all for training)."""
-    if method == "explicit":
+    """Train and validation files per class by `method` (random, ordered, group; explicit and none keep all
+    for training)."""
+    if method in ("explicit", "none"):
         return dict(files), {c: [] for c in classes}
     if method == "random":
         train, val = random_split(files, classes, fraction, seed)

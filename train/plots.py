@@ -64,13 +64,14 @@ def plot_roc(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str], path
 
 
 def plot_curves(history: Sequence[dict], path: Path) -> Path:
-    """Loss and accuracy per epoch, train vs validation."""
+    """Loss and accuracy per epoch, train vs validation (train alone for a final fit without validation)."""
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(10, 4))
     for i, (key, name) in enumerate((("loss", "loss"), ("acc", "accuracy"))):
         ax = fig.add_subplot(1, 2, i + 1)
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
+        if any(h[f"val_{key}"] is not None for h in history):
+            ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
         ax.set(xlabel="epoch", ylabel=name, title=name)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -115,7 +115,7 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is available here; use --device auto or cpu")
     groups = splits.info.get("groups")
-    log(f"data: {len(splits.train)} train / {len(splits.val)} val"
+    log(f"data: {len(splits.train)} train / " + (f"{len(splits.val)} val" if cfg.validates else "no val")
         + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {list(splits.classes)}; "
         f"{splits.info['method']} split" + (f" ({groups['train']} / {groups['val']} groups)" if groups else "")
         + f"; device {device}" + (f" x {world.size} processes" if world.enabled else ""))
@@ -152,7 +152,8 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min)
     run.loaders["train"] = _loader(ImageDataset(splits.train, train_tf), cfg, device, world, True)
     run.loaders["eval_transform"] = eval_tf = create_transform(**run.data_config)
-    run.loaders["validation"] = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
+    if cfg.validates:
+        run.loaders["validation"] = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
     if splits.test is not None:
         run.loaders["test"] = _loader(ImageDataset(splits.test, eval_tf), cfg, device, world, False)
         if run.parent is not None and parent.comparable(run.parent, splits.classes):
@@ -199,8 +200,8 @@ def resume(run: Run) -> State:
         run.ema.updates = int(saved["ema_updates"])
     state = State(list(saved["history"]), saved["best_loss"], saved["best_epoch"], saved["bad_epochs"],
                   saved["stopped"], saved["epoch"])
-    run.log(f"resuming after epoch {state.epoch} (best so far: epoch {state.best_epoch}, "
-            f"val loss {state.best_loss:.4f})")
+    run.log(f"resuming after epoch {state.epoch}" + (f" (best so far: epoch {state.best_epoch}, "
+                                                    f"val loss {state.best_loss:.4f})" if run.cfg.validates else ""))
     return state
 
 
@@ -225,12 +226,13 @@ def train_epochs(run: Run, state: State) -> State:
             run.model, run.loaders["train"], run.criterion, run.optimizer, run.device, cfg.amp, run.scaler,
             desc=f"epoch {epoch}/{cfg.epochs}", show=run.progress, mixup=run.mixup, ema=run.ema)),
             run.world, run.device)
-        y, p = _predict(run, "validation")
-        val_loss = engine.mean_loss(y, p, run.weight)
+        val_loss = val_acc = None  # a final fit (--val-split 0) has no validation
+        if "validation" in run.loaders:
+            y, p = _predict(run, "validation")
+            val_loss, val_acc = engine.mean_loss(y, p, run.weight), float((p.argmax(1) == y).mean())
         run.scheduler.step(epoch)  # the learning rate of the next epoch
         row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
-                   val_loss=val_loss, val_acc=float((p.argmax(1) == y).mean()), lr=lr,
-                   seconds=time.perf_counter() - t0)
+                   val_loss=val_loss, val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
         _end_epoch(run, state, row)
     return state
 
@@ -240,9 +242,13 @@ def _end_epoch(run: Run, state: State, row: dict) -> None:
     cfg, epoch = run.cfg, row["epoch"]
     state.history.append(row)
     state.epoch = epoch
-    improved = row["val_loss"] < state.best_loss  # every rank sees the same gathered val set: same decision
+    validated = row["val_loss"] is not None
+    # Every rank sees the same gathered val set: same decision. Without validation the last epoch is kept.
+    improved = not validated or row["val_loss"] < state.best_loss
     if improved:
-        state.best_loss, state.best_epoch, state.bad_epochs = row["val_loss"], epoch, 0
+        state.best_epoch, state.bad_epochs = epoch, 0
+        if validated:
+            state.best_loss = row["val_loss"]
         if run.world.main:
             checkpoint.save_best(run.out, _unwrapped(run.evaluated).state_dict())
     else:
@@ -255,9 +261,9 @@ def _end_epoch(run: Run, state: State, row: dict) -> None:
             best_epoch=state.best_epoch, bad_epochs=state.bad_epochs, stopped=state.stopped,
             config=cfg.to_dict(), fingerprint=run.splits.fingerprint(),
             **({"ema": run.ema.module.state_dict(), "ema_updates": run.ema.updates} if run.ema else {})))
+    val = f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}" if validated else "no validation"
     run.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  |  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  |  lr {row['lr']:.2e}  "
-            f"{row['seconds']:.1f}s" + ("  * best" if improved else "")
+            f"{val}  |  lr {row['lr']:.2e}  {row['seconds']:.1f}s" + ("  * best" if improved and validated else "")
             + (f"\nearly stopping: no val-loss improvement for {cfg.patience} epochs" if state.stopped else ""))
 
 
@@ -267,7 +273,8 @@ def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def finish(run: Run, state: State) -> Path:
-    """Reload the best epoch, evaluate validation (and test), write the model folder on rank 0."""
+    """Reload the best epoch (the last one of a final fit), evaluate validation and test, write the model
+    folder on rank 0."""
     distributed.barrier(run.world)  # rank 0 has written the best weights
     run.net.load_state_dict(checkpoint.load_best(run.out))
     run.ema = None  # the best weights (EMA ones, when --ema-decay is set) are now in the model itself
@@ -289,7 +296,8 @@ def finish(run: Run, state: State) -> Path:
     if run.world.main:
         history = state.history
         run_info = dict(device=str(run.device), processes=run.world.size, epochs_run=len(history),
-                        best_epoch=state.best_epoch, best_val_loss=state.best_loss, stopped_early=state.stopped,
+                        best_epoch=state.best_epoch, stopped_early=state.stopped,
+                        best_val_loss=state.best_loss if run.cfg.validates else None,
                         train_seconds=round(sum(h["seconds"] for h in history), 2))
         train_config = {"config": run.cfg.to_dict(), "versions": versions(), "dataset": run.splits.fingerprint(),
                         "run": run_info}

@@ -20,7 +20,8 @@ import numpy as np
 
 from hub.errors import DataError
 
-METHODS = ("random", "ordered", "group", "explicit")  # explicit: --val-data was given
+# explicit: --val-data was given; none: --val-split 0, a final fit on every image (no validation)
+METHODS = ("random", "ordered", "group", "explicit", "none")
 _DIGITS = re.compile(r"(\d+)")
 
 
