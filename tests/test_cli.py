@@ -24,7 +24,7 @@ def test_help_documents_every_flag_with_defaults():
     for flag in FLAGS:
         assert flag in done.stdout, flag
     text = " ".join(done.stdout.split())
-    assert "(her2: 0.001; mri: 0.01)" in text and "(default: 0.15)" in text  # defaults shown per recipe
+    assert "(her2: 0.0001; mri: 0.05)" in text and "(default: 0.15)" in text  # defaults shown per recipe
     synth = subprocess.run([sys.executable, "-m", "train.synthetic", "--help"], capture_output=True, text=True,
                            timeout=60)
     assert synth.returncode == 0 and "--per-class" in synth.stdout
@@ -40,13 +40,14 @@ def test_her2_recipe_defaults():
 
 def test_mri_recipe_and_overrides():
     cfg = build_config("mri", data="d")
-    assert (cfg.optimizer, cfg.unfreeze, cfg.class_weights, cfg.dropout) == ("sgd", ("all",), "balanced", 0.0)
+    assert (cfg.optimizer, cfg.unfreeze, cfg.class_weights, cfg.dropout) == ("adamw", ("all",), "balanced", 0.0)
+    assert (cfg.split, cfg.ema_decay, cfg.tta, cfg.amp, cfg.patience) == ("ordered", 0.995, True, True, 0)
     args = vars(parser().parse_args(["--data", "d", "--recipe", "mri", "--lr", "0.5", "--unfreeze", "layer4,fc",
                                      "--no-pretrained", "--epochs", "3", "--class-weights", "none"]))
     cfg = build_config(args.pop("recipe"), **args)
     assert (cfg.lr, cfg.unfreeze, cfg.pretrained, cfg.epochs, cfg.class_weights) == \
         (0.5, ("layer4", "fc"), False, 3, "none")
-    assert cfg.optimizer == "sgd" and cfg.momentum == RECIPES["mri"]["momentum"]  # untouched fields keep the recipe
+    assert cfg.optimizer == "adamw" and cfg.weight_decay == RECIPES["mri"]["weight_decay"]  # untouched: recipe's
 
 
 @pytest.mark.parametrize("override,message", [

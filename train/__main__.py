@@ -42,14 +42,15 @@ def parser() -> argparse.ArgumentParser:
     """The command line; every recipe field can be overridden."""
     p = argparse.ArgumentParser(
         prog="python -m train", description=__doc__.splitlines()[0],
-        epilog="Example: python -m train --data DIR --recipe mri --no-pretrained --epochs 10 --img-size 128 "
-               "--out runs/mri")
+        epilog="Example: python -m train --data DIR --recipe mri --no-pretrained --out runs/mri  (then, with the "
+               "epoch count it validated: --val-split 0 --test-data TEST, a final fit on every image)")
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="DIR", help="class-per-folder images: DIR/<class>/<image>")
     g.add_argument("--val-data", metavar="DIR", help="validation images (default: a stratified split of --data)")
     g.add_argument("--test-data", metavar="DIR", help="held-out test images, evaluated once at the end")
     g.add_argument("--val-split", type=float, metavar="F",
-                   help=f"share of --data for validation without --val-data{_d('val_split')}")
+                   help="share of --data for validation without --val-data; 0 = a final fit on all of it "
+                        f"(needs --test-data and --patience 0){_d('val_split')}")
     g.add_argument("--split", choices=SPLITS,
                    help="how --val-split is drawn: random (per class; leaks when a patient has several images), "
                         "ordered (per class, the last files in natural order: neighbouring slices stay together), "
@@ -64,8 +65,8 @@ def parser() -> argparse.ArgumentParser:
                         "and the card (default: on)")
     g = p.add_argument_group("recipe (each flag overrides the recipe)")
     g.add_argument("--recipe", default="her2", choices=sorted(RECIPES),
-                   help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, SGD, balanced classes "
-                        "(default: her2)")
+                   help="her2: ImageNet init, layer3+layer4+head, Adam; mri: all layers, AdamW, balanced "
+                        "classes, ordered split, crop/smoothing/EMA/TTA, 128 px (default: her2)")
     g.add_argument("--epochs", type=int, help=f"maximum epochs{_d('epochs')}")
     g.add_argument("--img-size", type=int, metavar="PX",
                    help=f"square input size (recipes: {RECIPES['her2']['img_size']}; with --init MODEL: the parent's)")

@@ -217,14 +217,21 @@ RECIPES: dict[str, dict[str, Any]] = {
                  lr=1e-3, weight_decay=1e-4, min_lr=1e-6, unfreeze=("layer3", "layer4", "fc"),
                  class_weights="none", dropout=0.3, patience=5, hflip=True, rotation=20.0,
                  color_jitter=0.2),
-    # Brain MRI: global-average-pool head straight into Linear, SGD with momentum,
-    # class-balanced cross-entropy, every layer trained. Ordered split: MRI sets number one patient's
-    # slices consecutively, and a random split put a near-copy in train for 16-18% of the validation
-    # images of the shared figshare set (python -m bench.leakage) against 0.2% for the ordered split.
-    "mri": dict(pretrained=True, split="ordered", epochs=20, img_size=224, batch_size=32, optimizer="sgd",
-                lr=1e-2, momentum=0.9, weight_decay=1e-4, min_lr=1e-6, unfreeze=("all",),
-                class_weights="balanced", dropout=0.0, patience=5, hflip=True, rotation=10.0,
-                color_jitter=0.0),
+    # Brain MRI: global-average-pool head straight into Linear, every layer trained, class-balanced
+    # cross-entropy. Ordered split: MRI sets number one patient's slices consecutively, and a random split put
+    # a near-copy in train for 16-18% of the validation images of the shared figshare set
+    # (python -m bench.leakage) against 0.2% for the ordered split.
+    # The rest was chosen on that patient-safe validation split, from scratch on the figshare set at 128 px
+    # (python -m bench.quality; table in the README): AdamW 1e-3, wd 0.05 beat SGD 1e-2 by 7 points of
+    # validation accuracy (0.735 vs 0.663) at 24 epochs; timm's random-resized crop (0.6-1), label
+    # smoothing 0.1, 2 warmup epochs, EMA 0.995 and flip TTA are in both; mixup 0.2 was not adopted
+    # (validation AUC 0.890 vs 0.909). Validation accuracy was highest at the end of the 24-epoch cosine
+    # schedule, so there is no early stopping: the epoch count is the schedule. 128 px and --amp (bf16 +
+    # channels_last) keep a from-scratch run on 2 CPU cores under an hour; on a GPU, raise --img-size.
+    "mri": dict(pretrained=True, split="ordered", epochs=24, img_size=128, batch_size=32, optimizer="adamw",
+                lr=1e-3, weight_decay=0.05, min_lr=1e-6, unfreeze=("all",), class_weights="balanced",
+                dropout=0.0, patience=0, hflip=True, rotation=10.0, color_jitter=0.0, scale_min=0.6,
+                label_smoothing=0.1, warmup_epochs=2, ema_decay=0.995, tta=True, amp=True),
 }
 
 
