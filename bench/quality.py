@@ -15,6 +15,7 @@ recipe's epoch count; it has no validation figure).
     python -m bench.quality --data ../shared/data/brain-mri-figshare/train                 # every row
     python -m bench.quality --data DIR --runs mri final --test-position first              # two rows
     python -m bench.quality --data DIR --runs baseline mri --epochs 2 --img-size 64        # a quick look
+    python -m bench.quality --data DIR --split-to runs/mri-data     # only the tune/test links, to train yourself
 """
 from __future__ import annotations
 
@@ -102,7 +103,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", nargs="+", default=[name for name, _ in STEPS] + list(VARIANTS),
                    choices=[name for name, _ in STEPS] + list(VARIANTS),
                    help="rows to train (each step includes every step before it; variants change the mri recipe)")
+    p.add_argument("--split-to", metavar="DIR", type=Path,
+                   help="only link the tune / test folders into DIR (to train on them yourself) and exit")
     a = p.parse_args(argv)
+    if a.split_to is not None:
+        if a.split_to.exists():
+            p.error(f"--split-to {a.split_to}: already exists; name a new folder")
+        tune, test = link_split(Path(a.data), a.split_to, a.test_fraction, a.test_position)
+        print(f"tune: {tune}\ntest: {test}")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         table(a, Path(tmp))
 

@@ -1,6 +1,8 @@
 """bench.quality: the ablation table's command runs end to end and its test set is patient-safe."""
 from __future__ import annotations
 
+import pytest
+
 from bench import quality
 from train.splits import natural_key
 from train.synthetic import make_dataset
@@ -29,3 +31,13 @@ def test_ablation_rows_print_with_their_figures(tmp_path, capsys):
     cells = [r.strip("| ").split(" | ") for r in rows]
     assert all(0.0 <= float(c[1].split()[0]) <= 1.0 for c in cells)     # test accuracy
     assert cells[0][4] != "-" and cells[1][4] == "-"                       # val accuracy: none for the final fit
+
+
+def test_split_to_links_the_folders_and_refuses_an_existing_one(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", classes=2, per_class=10, size=32, seed=0)
+    quality.main(["--data", str(data), "--split-to", str(tmp_path / "split")])
+    assert len(list((tmp_path / "split" / "test" / "ring").iterdir())) == 2
+    assert len(list((tmp_path / "split" / "tune" / "ring").iterdir())) == 8
+    with pytest.raises(SystemExit):
+        quality.main(["--data", str(data), "--split-to", str(tmp_path / "split")])
+    assert "already exists" in capsys.readouterr().err
