@@ -69,7 +69,7 @@ def run(name: str, overrides: dict, tune: Path, test: Path, out: Path, a) -> dic
     # a short look (--epochs 1 or 2) keeps at least one cosine epoch
     warmup = min({**RECIPES["mri"], **overrides}["warmup_epochs"], a.epochs - 1)
     cfg = build_config("mri", data=str(tune), test_data=str(test), out=str(out / name), pretrained=False,
-                       epochs=a.epochs, img_size=a.img_size, batch_size=a.batch_size, patience=0,
+                       epochs=a.epochs, img_size=a.img_size, batch_size=a.batch_size, patience=0, workers=a.workers,
                        **{**overrides, "warmup_epochs": warmup})
     start = time.perf_counter()
     fit(cfg, log=lambda line: None, progress=False)
@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--img-size", type=int, default=RECIPES["mri"]["img_size"])
     p.add_argument("--epochs", type=int, default=RECIPES["mri"]["epochs"])
     p.add_argument("--batch-size", type=int, default=RECIPES["mri"]["batch_size"])
+    p.add_argument("--workers", type=int, default=1, help="loader processes per run (1 on 2 cores: decode beside "
+                                                          "the training step)")
     p.add_argument("--runs", nargs="+", default=[name for name, _ in STEPS] + list(VARIANTS),
                    choices=[name for name, _ in STEPS] + list(VARIANTS),
                    help="rows to train (each step includes every step before it; variants change the mri recipe)")
