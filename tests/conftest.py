@@ -50,6 +50,20 @@ def _isolate_hf_environment() -> int:
     return port
 
 
+def _isolate_temp_files() -> None:
+    """Every temporary file of the run in one folder, removed at exit, not in the machine's shared /tmp.
+
+    Gradio caches uploads and outputs under GRADIO_TEMP_DIR (read when gradio is imported), and gradio_client
+    downloads each output into tempfile.gettempdir()/<40 hex>/ and leaves that folder behind, empty: a run of
+    the suite used to leave ~100 of each in /tmp. TMPDIR carries the same folder to subprocesses.
+    """
+    root = tempfile.mkdtemp(prefix="explainable-tests-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    os.environ.update(TMPDIR=root, GRADIO_TEMP_DIR=os.path.join(root, "gradio"))
+    tempfile.tempdir = root
+
+
+_isolate_temp_files()
 HUB_PORT = _isolate_hf_environment()
 
 
