@@ -16,6 +16,8 @@ recipe's epoch count; it has no validation figure).
     python -m bench.quality --data DIR --runs mri final --test-position first              # two rows
     python -m bench.quality --data DIR --runs baseline mri --epochs 2 --img-size 64        # a quick look
     python -m bench.quality --data DIR --split-to runs/mri-data     # only the tune/test links, to train yourself
+    python -m bench.quality --data runs/mri-data/tune --test-fraction 0.15 --runs mri final
+        # the nested check: does the final fit pay? decided inside the tune set (its validation block as the test)
 """
 from __future__ import annotations
 
