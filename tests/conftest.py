@@ -51,12 +51,15 @@ def _isolate_hf_environment() -> int:
 
 
 def _isolate_temp_files() -> None:
-    """Every temporary file of the run in one folder, removed at exit, not in the machine's shared /tmp.
+    """The temporary files of the code under test in one folder, removed at exit, not in the shared /tmp.
 
     Gradio caches uploads and outputs under GRADIO_TEMP_DIR (read when gradio is imported), and gradio_client
     downloads each output into tempfile.gettempdir()/<40 hex>/ and leaves that folder behind, empty: a run of
-    the suite used to leave ~100 of each in /tmp. TMPDIR carries the same folder to subprocesses.
+    the suite used to leave ~100 of each in /tmp. TMPDIR carries the same folder to subprocesses. pytest's own
+    folders stay where they were (PYTEST_DEBUG_TEMPROOT, pytest's documented setting), so a failed test's
+    tmp_path is still kept for a look afterwards.
     """
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
     root = tempfile.mkdtemp(prefix="explainable-tests-")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     os.environ.update(TMPDIR=root, GRADIO_TEMP_DIR=os.path.join(root, "gradio"))
