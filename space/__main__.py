@@ -19,7 +19,7 @@ import sys
 import warnings
 
 from hub.explain.cam import FAST_CHANNELS, parse_max_channels
-from space.app import CONCURRENCY, MAX_BATCH_SIZE, MAX_FILE_SIZE, QUEUE_SIZE, build_demo
+from space.app import CONCURRENCY, MAX_BATCH_SIZE, QUEUE_SIZE, build_demo, launch_options
 
 
 def _max_channels(value: str):
@@ -77,8 +77,7 @@ def serve(argv: list[str] | None = None) -> None:
     examples = samples.collect(served)
     demo = build_demo(served, examples, queue_size=args.queue_size, concurrency=args.concurrency,
                       max_batch_size=args.max_batch_size)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
-                allowed_paths=samples.allowed_paths(examples))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(examples))
 
 
 def main(argv: list[str] | None = None) -> int:

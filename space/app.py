@@ -14,7 +14,7 @@ from typing import Optional
 import gradio as gr
 
 from hub.errors import UserError
-from space import handlers, memory
+from space import handlers, memory, samples
 from space.batching import Batcher
 from space.serving import Served, gpu_seconds, on_gpu
 from space.upload import ImagePath
@@ -200,6 +200,12 @@ def classify_tab(served: Served, image: ImagePath, trim: Callable[[], bool], max
     # Its own group: one batch runs at a time (the Batcher), while up to a batch more waits to join the next one.
     run.click(ui(lambda path: batched(handlers.check_image(served, path)), trim), [image], [label],
               api_name="classify", concurrency_id="classify", concurrency_limit=2 * max_batch_size)
+
+
+def launch_options(examples: Optional[list[tuple[str, str]]]) -> dict:
+    """`demo.launch` options every launch shares: the upload size limit, and the examples' folders, which Gradio
+    serves only when allowed (on a Space the Hub cache is outside its working and temp folders)."""
+    return dict(max_file_size=MAX_FILE_SIZE, allowed_paths=samples.allowed_paths(examples or []))
 
 
 def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None, queue_size: int = QUEUE_SIZE,

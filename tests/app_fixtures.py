@@ -97,15 +97,14 @@ class RunningApp:
 
 
 def launch(served, examples=None, **options) -> RunningApp:
-    """Build and start the app on a free port without blocking, launched as `python -m space` launches it (same
-    file size limit, and only the examples' folders allowed besides Gradio's own); call `.demo.close()` when done."""
-    from space import samples
-    from space.app import MAX_FILE_SIZE, build_demo
+    """Build and start the app on a free port without blocking, with the launch options of `python -m space`
+    (its upload limit; only the examples' folders allowed besides Gradio's own); call `.demo.close()` when done."""
+    from space.app import build_demo, launch_options
 
     demo = build_demo(served, examples, **options)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=MAX_FILE_SIZE, allowed_paths=samples.allowed_paths(examples or []))
+                **launch_options(examples))
     return RunningApp(f"http://127.0.0.1:{port}/", demo)
 
 
