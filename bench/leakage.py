@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from hub.images import load_image
-from train.data import scan_folder, stratified_split
+from train.data import scan_folder
 from train.leakage import MAX_DISTANCE, WARN_SHARE, hamming, image_hashes, near_duplicates, phash
-from train.splits import ordered_split
+from train.splits import ordered_split, random_split
 
 BINS = 21  # histogram of distances 0..20
 
@@ -84,12 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     print(f"hashed {len(every)} images of {a.data} in {seconds:.2f} s ({1000 * seconds / len(every):.2f} ms/image)")
 
+    def flat(per_class: dict[str, list[Path]]) -> list[Path]:
+        return [f for c in classes for f in per_class[c]]
+
     splits = {}
     for seed in range(a.seed, a.seed + a.seeds):
-        rtrain, rval = stratified_split(files, classes, a.val_split, seed)
-        splits[f"random s{seed}"] = (list(rtrain.paths), list(rval.paths))
+        rtrain, rval = random_split(files, classes, a.val_split, seed)
+        splits[f"random s{seed}"] = (flat(rtrain), flat(rval))
     otrain, oval = ordered_split(files, classes, a.val_split)
-    splits["ordered"] = ([f for c in classes for f in otrain[c]], [f for c in classes for f in oval[c]])
+    splits["ordered"] = (flat(otrain), flat(oval))
     values, count = np.unique(np.array(list(hashes.values())), return_counts=True)
     shared = [[f.relative_to(a.data).as_posix() for f in every if hashes[f] == v] for v in values[count > 1]]
     print(f"{len(shared)} hash(es) shared by two or more images of the set (distance 0)"
