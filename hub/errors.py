@@ -34,6 +34,10 @@ class OutputError(OSError):
     """The output folder cannot be written; the previous model folder is untouched."""
 
 
+class AnnotationError(ValueError):
+    """Expert annotations (boxes, masks) that cannot be matched to images or read; the message names the file."""
+
+
 class UserError(ValueError):
     """A request the app cannot serve; the message is shown to the person who sent it, as it is."""
 
