@@ -14,9 +14,10 @@ import sys
 
 from app_fixtures import ROOT
 
-# ZeroGPU's documented Python, and its list of supported torch versions (huggingface.co/docs/hub/spaces-zerogpu)
-ZEROGPU_PYTHON = "3.10"
-ZEROGPU_TORCH = ("2.1.0", "2.1.1", "2.1.2", "2.2.0", "2.2.2", "2.4.0", "2.5.1", "2.6.0", "2.7.1", "2.8.0")
+# ZeroGPU's documented Pythons and its list of supported torch versions (huggingface.co/docs/hub/spaces-zerogpu,
+# "Supported Versions"). The Space pins the newest Python, and the torch closest to the one the tests run.
+ZEROGPU_PYTHONS = ("3.12.12", "3.10.13")
+ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
 # A Space's image is Debian with glibc >= 2.28: every manylinux tag up to 2_28 installs there.
 PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)] + ["manylinux2014_x86_64"]
 
@@ -31,10 +32,20 @@ def pins() -> dict[str, str]:
     return dict(line.split("==") for line in lines if line and not line.startswith("#"))
 
 
-def test_the_space_runs_zerogpus_python_and_a_supported_torch():
-    assert front_matter("python_version") == ZEROGPU_PYTHON
-    assert pins()["torch"] in ZEROGPU_TORCH
-    assert front_matter("sdk") == "gradio"
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_the_space_runs_zerogpus_newest_python_and_the_supported_torch_closest_to_the_tests():
+    python = front_matter("python_version")
+    assert python in ZEROGPU_PYTHONS and version(python) == max(version(v) for v in ZEROGPU_PYTHONS), python
+    tested = next(line.split("==")[1].split()[0] for line in (ROOT / "requirements.txt").read_text().splitlines()
+                  if line.startswith("torch=="))
+    # the newest supported torch that is not newer than the tested one (requirements.txt pins 2.14.1: 2.11.0)
+    assert pins()["torch"] == max(ZEROGPU_TORCH, key=lambda v: (version(v) <= version(tested), version(v)))
+    assert front_matter("sdk") == "gradio" and front_matter("suggested_hardware") == "zero-a10g"
+    text = (ROOT / "space" / "README.md").read_text()
+    assert "suggested_storage" not in text  # persistent storage is gone: the Hub ignores the key
 
 
 def test_requirements_resolve_for_the_spaces_python_and_platform(tmp_path):
@@ -51,8 +62,8 @@ def test_requirements_resolve_for_the_spaces_python_and_platform(tmp_path):
                                   "(this needs PyPI):\n" + "\n".join(errors[-15:]))
     resolved = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
                 for item in json.loads(report.read_text())["install"]}
-    for name, version in {**pins(), "gradio": gradio}.items():
-        assert resolved[name.lower().replace("_", "-")] == version, name
+    for name, pinned in {**pins(), "gradio": gradio}.items():
+        assert resolved[name.lower().replace("_", "-")] == pinned, name
     for item in json.loads(report.read_text())["install"]:  # every wheel is for this Python (or any Python 3)
         wheel = item["download_info"]["url"].rsplit("/", 1)[-1]
-        assert re.search(r"-(cp310|py3|py2\.py3)-|-abi3-", wheel), wheel
+        assert re.search(rf"-(cp{''.join(python.split('.')[:2])}|py3|py2\.py3)-|-abi3-", wheel), wheel
