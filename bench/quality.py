@@ -22,12 +22,14 @@ recipe's epoch count; it has no validation figure).
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from hub.annotations import MASK_SUFFIX
 from train.config import RECIPES, build_config
 from train.data import scan_folder
 from train.run import fit
@@ -49,9 +51,11 @@ STEPS = [
 VARIANTS = {"mixup": dict(mixup=0.2), "leaky": dict(split="random"), "final": dict(val_split=0.0)}
 
 
-def link_split(data: Path, out: Path, fraction: float, position: str = "last") -> tuple[Path, Path]:
+def link_split(data: Path, out: Path, fraction: float, position: str = "last",
+               annotations: Path | None = None) -> tuple[Path, Path]:
     """Symlink 20% of each class in natural order (the last or the first files) into out/test, the rest
-    into out/tune."""
+    into out/tune; with `annotations`, each block's annotation files (same relative stem) into
+    out/tune-annotations and out/test-annotations, so a block's regions are read with its images only."""
     files = scan_folder(data)
     tune, test = ordered_split(files, list(files), fraction)
     if position == "first":  # the same number of files per class, from the other end
@@ -63,7 +67,17 @@ def link_split(data: Path, out: Path, fraction: float, position: str = "last") -
             (out / name / cls).mkdir(parents=True, exist_ok=True)
             for p in paths:
                 (out / name / cls / p.name).symlink_to(p.resolve())
+                if annotations is not None:
+                    _link_annotations(annotations / cls, p.stem, out / f"{name}-annotations" / cls)
     return out / "tune", out / "test"
+
+
+def _link_annotations(folder: Path, stem: str, dest: Path) -> None:
+    """Symlink the annotation files of image `stem` (stem.txt, stem.png, stem_mask.png, ...) into dest."""
+    for f in sorted(folder.glob(f"{glob.escape(stem)}*")):
+        if f.stem in (stem, f"{stem}{MASK_SUFFIX}"):
+            dest.mkdir(parents=True, exist_ok=True)
+            (dest / f.name).symlink_to(f.resolve())
 
 
 def run(name: str, overrides: dict, tune: Path, test: Path, out: Path, a) -> dict:
@@ -107,13 +121,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", nargs="+", default=[name for name, _ in STEPS] + list(VARIANTS),
                    choices=[name for name, _ in STEPS] + list(VARIANTS),
                    help="rows to train (each step includes every step before it; variants change the mri recipe)")
+    p.add_argument("--annotations", metavar="DIR", type=Path,
+                   help="with --split-to: also link each block's annotation files (e.g. the MRI set's boxes/)")
     p.add_argument("--split-to", metavar="DIR", type=Path,
                    help="only link the tune / test folders into DIR (to train on them yourself) and exit")
     a = p.parse_args(argv)
     if a.split_to is not None:
         if a.split_to.exists():
             p.error(f"--split-to {a.split_to}: already exists; name a new folder")
-        tune, test = link_split(Path(a.data), a.split_to, a.test_fraction, a.test_position)
+        tune, test = link_split(Path(a.data), a.split_to, a.test_fraction, a.test_position, a.annotations)
         print(f"tune: {tune}\ntest: {test}")
         return
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:

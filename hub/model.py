@@ -37,8 +37,14 @@ def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | 
         raise ValueError(f"{len(labels)} labels for a model with {model.num_classes} outputs")
     out = Path(out)
     # timm's factory records reconstruction kwargs; dropout is a training-time detail, so drop it
-    # and a plain `create_model(arch, num_classes=N)` rebuilds the same state dict.
-    save_for_hf(model, out, model_config={"label_names": list(labels)}, model_args={"drop_rate": 0.0},
+    # and a plain `create_model(arch, num_classes=N)` rebuilds the same state dict. A dilated last stage
+    # (--output-stride 16) is not in the weights, so it travels as a model arg: timm's hf-hub: and
+    # local-dir: loaders pass config.json's model_args to the factory.
+    model_args: dict[str, Any] = {"drop_rate": 0.0}
+    stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
+    if stride != 32:
+        model_args["output_stride"] = stride
+    save_for_hf(model, out, model_config={"label_names": list(labels)}, model_args=model_args,
                 safe_serialization=True, data_config=dict(data_config))
     return out
 

@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from hub.errors import ConfigError, DataError, OutputError, PublishError, WeightsError
+from hub.errors import AnnotationError, ConfigError, DataError, OutputError, PublishError, WeightsError
 from train.config import OPTIMIZERS, RECIPES, SPLITS, UNFREEZABLE, TrainConfig, build_config
 
 DEFAULTS = TrainConfig(data="<required>")
@@ -95,6 +95,17 @@ def parser() -> argparse.ArgumentParser:
                    help=f"linear warmup before the cosine{_d('warmup_epochs')}")
     g.add_argument("--tta", action=argparse.BooleanOptionalAction,
                    help=f"flip test-time augmentation at evaluation{_d('tta')}")
+    g = p.add_argument_group("expert regions (YOLO .txt boxes, a COCO .json, or mask images; matched by path)")
+    g.add_argument("--annotations", metavar="DIR",
+                   help="regions of --data images: training grounds the decision in them (train.grounding), "
+                        "validation images get localisation figures; images without one train as usual")
+    g.add_argument("--test-annotations", metavar="DIR",
+                   help="regions of --test-data images, read once at the end: the card's "
+                        "'Does the model look at the lesion?' table")
+    g.add_argument("--guide-weight", type=float, metavar="W",
+                   help=f"weight of the grounding loss against cross-entropy{_d('guide_weight')}")
+    g.add_argument("--output-stride", type=int, choices=(8, 16, 32),
+                   help=f"16: dilate the last stage for a 2x finer heatmap{_d('output_stride')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (default: yes in both recipes)")
@@ -155,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
               f"retry with: python -m hub push {cfg.out} {cfg.push_to}" + (f" --tag {cfg.tag}" if cfg.tag else ""),
               file=sys.stderr)
         return 2
-    except (DataError, WeightsError, OutputError, ConfigError, ValueError, FloatingPointError) as exc:
+    except (DataError, AnnotationError, WeightsError, OutputError, ConfigError, ValueError,
+            FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

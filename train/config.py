@@ -67,6 +67,12 @@ class TrainConfig:
     ema_decay: float = 0.0               # timm ModelEmaV3 decay (e.g. 0.999); the EMA weights are evaluated and saved
     warmup_epochs: int = 0               # linear warmup from lr/100 before the cosine schedule
     tta: bool = False                    # evaluate the mean of each image's and its mirror's probabilities
+    # Expert regions (YOLO/COCO boxes, masks: hub.annotations) of --data images: training grounds the decision
+    # in them (train.grounding) with weight guide_weight; validation images' regions give validation figures.
+    annotations: str | None = None
+    test_annotations: str | None = None  # regions of --test-data images, read once at the end (card table)
+    guide_weight: float = 1.0
+    output_stride: int = 32              # 16: the last stage dilated, a 2x finer map (8x8 at 128 px) for 1.2x time
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -127,6 +133,7 @@ class TrainConfig:
                 yield "--val-split 0 makes no split: drop --group-pattern / --groups"
         if self.patience < 0:
             yield f"--patience must be 0 (off) or more (got {self.patience})"
+        yield from self._annotation_problems()
         if self.workers < 0:
             yield f"--workers must not be negative (got {self.workers})"
         if self.optimizer not in OPTIMIZERS:
@@ -160,6 +167,16 @@ class TrainConfig:
             yield "give either --group-pattern or --groups, not both"
         if self.tag is not None and self.push_to is None:
             yield "--tag only makes sense with --push-to REPO_ID"
+
+    def _annotation_problems(self):
+        if self.output_stride not in (8, 16, 32):
+            yield f"--output-stride must be 8, 16 or 32 (got {self.output_stride})"
+        if self.guide_weight < 0:
+            yield f"--guide-weight must not be negative (got {self.guide_weight})"
+        if self.annotations and (self.mixup or self.cutmix):
+            yield "--annotations cannot be combined with --mixup or --cutmix (a mixed image has no single region)"
+        if self.test_annotations and not self.test_data:
+            yield "--test-annotations needs --test-data: they are the regions of its images"
 
     def _init_problems(self):
         if self.init_head not in INIT_HEADS:

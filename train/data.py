@@ -263,7 +263,7 @@ _KEEP = ("architecture", "first_conv", "classifier", "fixed_input_size")
 def trained_pretrained_cfg(model: torch.nn.Module, data_config: dict) -> dict:
     """pretrained_cfg describing the fine-tuned weights: architecture, preprocessing, pool size."""
     old = model.pretrained_cfg
-    stride = 32 if old.get("architecture", "").startswith(("resnet", "resnext", "seresnet", "wide_resnet")) else None
+    stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else None
     size = data_config["input_size"]
     return {**{k: old[k] for k in _KEEP if k in old}, **data_config,
             "pool_size": (size[1] // stride, size[2] // stride) if stride else None,

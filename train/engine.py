@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from hub.device import autocast, autocast_dtype
 from hub.errors import WeightsError
 from train.config import TrainConfig
+from train.grounding import capture_features, cell_logits, grounding_loss
 
 # Steps between reads of the running loss/accuracy (each read is a host-device sync on a GPU).
 SYNC_EVERY = 10
@@ -30,6 +32,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     import timm
 
     kwargs = dict(num_classes=num_classes, drop_rate=cfg.dropout)
+    if cfg.output_stride != 32:  # dilated last stage(s): same weights, a finer map (saved in config.json's model_args)
+        kwargs["output_stride"] = cfg.output_stride
     if cfg.init or not cfg.pretrained:
         model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
         if cfg.init_is_file:
@@ -172,9 +176,12 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
 
 def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     device: torch.device, amp: bool = False, scaler=None, desc: str = "train",
-                    show: bool = True, sync_every: int = SYNC_EVERY, mixup=None, ema=None) -> tuple[float, int, int]:
+                    show: bool = True, sync_every: int = SYNC_EVERY, mixup=None, ema=None,
+                    guide: float = 0.0) -> tuple[float, int, int]:
     """One pass over `loader` with a live progress bar; returns (summed loss, correct, seen).
 
+    With `guide` > 0 the loader yields (image, label, region mask, annotated) and the loss adds
+    `guide` times train.grounding's loss on the annotated images (--annotations).
     Loss and accuracy are summed on the device and read back every `sync_every` steps (and at the
     end): each read waits for the GPU to drain its queue, so reading every step would stall it.
     """
@@ -184,37 +191,44 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
     seen = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True)
     layout = memory_format(device, amp)
-    for step, (x, y) in enumerate(bar, 1):
-        x = x.to(device, non_blocking=True, memory_format=layout)
-        y = y.to(device, non_blocking=True)
-        target = y
-        if mixup is not None and len(y) % 2 == 0:  # timm mixes a batch with its flip: it needs an even size
-            x, target = mixup(x, y)
-        elif mixup is not None:  # the odd last batch: the same soft targets, unmixed
-            target = nn.functional.one_hot(y, logits_width(model)).float()
-        optimizer.zero_grad(set_to_none=True)
-        with amp_context(device, amp):
-            logits = model(x)
-            loss = criterion(logits.float(), target)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if ema is not None:
-            ema.update(model.module if hasattr(model, "module") else model)
-        n = y.shape[0]
-        total_loss += loss.detach() * n
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += n
-        if step % sync_every == 0 or step == len(bar):
-            loss_sum = total_loss.item()
-            if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"training loss became {loss_sum} (by step {step}); "
-                                         "lower --lr or turn off --amp")
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+    net = model.module if hasattr(model, "module") else model
+    with capture_features(net) if guide else nullcontext([]) as features:
+        for step, batch in enumerate(bar, 1):
+            x = batch[0].to(device, non_blocking=True, memory_format=layout)
+            y = batch[1].to(device, non_blocking=True)
+            target = y
+            if mixup is not None and len(y) % 2 == 0:  # timm mixes a batch with its flip: it needs an even size
+                x, target = mixup(x, y)
+            elif mixup is not None:  # the odd last batch: the same soft targets, unmixed
+                target = nn.functional.one_hot(y, logits_width(model)).float()
+            optimizer.zero_grad(set_to_none=True)
+            features.clear()
+            with amp_context(device, amp):
+                logits = model(x)
+                loss = criterion(logits.float(), target)
+                if guide:
+                    masks, annotated = batch[2].to(device, non_blocking=True), batch[3].to(device, non_blocking=True)
+                    cells = cell_logits(features[-1], net.get_classifier())
+                    loss = loss + guide * grounding_loss(cells, y, masks, annotated)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            if ema is not None:
+                ema.update(net)
+            n = y.shape[0]
+            total_loss += loss.detach() * n
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += n
+            if step % sync_every == 0 or step == len(bar):
+                loss_sum = total_loss.item()
+                if not math.isfinite(loss_sum):
+                    raise FloatingPointError(f"training loss became {loss_sum} (by step {step}); "
+                                             "lower --lr or turn off --amp")
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
     loss_sum = total_loss.item()
     if not math.isfinite(loss_sum):
         raise FloatingPointError(f"training loss became {loss_sum}; lower --lr or turn off --amp")

@@ -19,9 +19,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from hub.classifier import Classifier
 from hub.device import needs_grad_scaler, pick_device
+from hub.images import find_images
 from train import checkpoint, distributed, engine, parent
 from train.config import TrainConfig
 from train.data import ImageDataset, build_splits, eval_data_config, train_transform, trained_pretrained_cfg
+from train.grounding import GroundedDataset, annotated_share, joint_transform
 from train.leakage import leakage_report
 from train.metrics import bootstrap_intervals, evaluate
 from train.output import ensure_writable, report, versions, write_model_folder
@@ -52,6 +54,7 @@ class Run:
     data_config: dict = field(default_factory=dict)
     loaders: dict = field(default_factory=dict)
     leakage: dict | None = None     # near-duplicates across splits (train.leakage), rank 0 only
+    regions: dict = field(default_factory=dict)  # "data" / "test": hub.annotations.Annotations of --(test-)annotations
     mixup: object = None            # timm Mixup/CutMix, or None
     ema: object = None              # timm ModelEmaV3, or None
     parent: Classifier | None = None  # the model --init names, for a retrain
@@ -104,6 +107,8 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     run = Run(cfg, Path(cfg.out), world, log, progress)
     # Before --out is created: a parent that cannot be had or does not fit leaves nothing behind.
     run.parent = parent.load_parent(cfg.init, cfg.arch) if cfg.init_is_model else None
+    # Annotations are read (and refused) before --out is touched; the test ones are only used at the end.
+    run.regions = read_regions(cfg)
     if world.main:
         ensure_writable(run.out)
     if cfg.batch_size % world.size:
@@ -150,7 +155,15 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     from timm.data import create_transform
 
     train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min)
-    run.loaders["train"] = _loader(ImageDataset(splits.train, train_tf), cfg, device, world, True)
+    if "data" in run.regions:
+        grounded = GroundedDataset(splits.train, run.regions["data"], joint_transform(
+            run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min))
+        annotated, total = annotated_share(run.regions["data"], splits.train)
+        log(f"--annotations: {annotated} of {total} training images annotated; grounding loss weight "
+            f"{cfg.guide_weight}, last stage at stride {net.feature_info[-1]['reduction']}")
+        run.loaders["train"] = _loader(grounded, cfg, device, world, True)
+    else:
+        run.loaders["train"] = _loader(ImageDataset(splits.train, train_tf), cfg, device, world, True)
     run.loaders["eval_transform"] = eval_tf = create_transform(**run.data_config)
     if cfg.validates:
         run.loaders["validation"] = _loader(ImageDataset(splits.val, eval_tf), cfg, device, world, False)
@@ -161,6 +174,36 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
             run.loaders["parent_test"] = _loader(ImageDataset(splits.test, run.parent.transform), cfg, device,
                                                  world, False)
     return run
+
+
+def read_regions(cfg: TrainConfig) -> dict:
+    """The Annotations of --data ("data") and --test-data ("test") images that the run was given."""
+    from hub.annotations import read_annotations
+
+    regions = {}
+    for key, source, root, role in (("data", cfg.annotations, cfg.data, "--annotations"),
+                                    ("test", cfg.test_annotations, cfg.test_data, "--test-annotations")):
+        if source:
+            regions[key] = read_annotations(source, find_images(root), root, role)
+    return regions
+
+
+def localisation(run: Run) -> dict:
+    """Where the final model's maps land on the annotated validation and test images (hub.explain.lesion)."""
+    from hub.explain.lesion import lesion_report
+
+    out = {}
+    for name, split, key in (("validation", run.splits.val, "data"), ("test", run.splits.test, "test")):
+        if key not in run.regions or split is None or not len(split):
+            continue
+        if not any(run.regions[key].get(p) is not None for p in split.paths):
+            continue
+        groups = run.splits.groups if name == "validation" else None
+        t0 = time.perf_counter()
+        out[name] = lesion_report(run.net.eval(), list(zip(split.paths, split.labels)), run.regions[key],
+                                  groups=groups, device=run.device)
+        run.log(f"localisation on {name}: {time.perf_counter() - t0:.0f} s")
+    return out
 
 
 def _start_from_parent(run: Run) -> None:
@@ -224,7 +267,8 @@ def train_epochs(run: Run, state: State) -> State:
         lr = run.optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = distributed.sum_all(list(engine.train_one_epoch(
             run.model, run.loaders["train"], run.criterion, run.optimizer, run.device, cfg.amp, run.scaler,
-            desc=f"epoch {epoch}/{cfg.epochs}", show=run.progress, mixup=run.mixup, ema=run.ema)),
+            desc=f"epoch {epoch}/{cfg.epochs}", show=run.progress, mixup=run.mixup, ema=run.ema,
+            guide=cfg.guide_weight if "data" in run.regions else 0.0)),
             run.world, run.device)
         val_loss = val_acc = None  # a final fit (--val-split 0) has no validation
         if "validation" in run.loaders:
@@ -291,6 +335,8 @@ def finish(run: Run, state: State) -> Path:
         p = p[:, parent.comparable(run.parent, labels)]
         metrics["parent_test"] = {**evaluate(y, p, labels), "intervals": bootstrap_intervals(y, p, seed=run.cfg.seed)}
     metrics["split"] = run.splits.info
+    if run.world.main and run.regions:
+        metrics["localisation"] = localisation(run)
     if run.leakage is not None:
         metrics["leakage"] = run.leakage
     if run.world.main:

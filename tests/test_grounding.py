@@ -1,0 +1,94 @@
+"""The grounding loss (train.grounding) and the joint transform that moves a region with its image."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hub.annotations import Annotations, Region
+from train.data import Split
+from train.grounding import GroundedDataset, cell_logits, grounding_loss, joint_transform
+
+CONFIG = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "interpolation": "bilinear"}
+
+
+def _cells(peak: tuple[int, int], k: int = 3, size: int = 4, label: int = 0, outside_bias: float = 0.0) -> torch.Tensor:
+    """1 x k x size x size cell logits: the true class peaks at `peak`; other cells lean to class 1 by outside_bias."""
+    cells = torch.zeros(1, k, size, size)
+    cells[0, 1] += outside_bias
+    cells[0, :, peak[0], peak[1]] = 0.0
+    cells[0, label, peak[0], peak[1]] = 5.0
+    return cells
+
+
+def _box_mask(size: int = 32, box=(0, 0, 8, 8)) -> torch.Tensor:
+    m = torch.zeros(1, size, size)
+    x0, y0, x1, y1 = box
+    m[0, y0:y1, x0:x1] = 1
+    return m
+
+
+def test_loss_is_lower_when_the_true_class_peaks_inside_the_region():
+    label, mask, annotated = torch.tensor([0]), _box_mask(), torch.tensor([1.0])
+    inside = grounding_loss(_cells((0, 0)), label, mask, annotated)     # box covers cell (0, 0) of a 4x4 grid
+    outside = grounding_loss(_cells((3, 3)), label, mask, annotated)
+    assert inside < outside - 1.0
+
+
+def test_class_evidence_outside_the_region_is_penalised():
+    label, mask, annotated = torch.tensor([0]), _box_mask(), torch.tensor([1.0])
+    neutral = grounding_loss(_cells((0, 0)), label, mask, annotated)
+    leaning = grounding_loss(_cells((0, 0), outside_bias=3.0), label, mask, annotated)  # context says class 1
+    assert leaning > neutral + 0.5
+
+
+def test_images_without_annotation_add_nothing():
+    cells = _cells((3, 3)).repeat(2, 1, 1, 1)
+    loss = grounding_loss(cells, torch.tensor([0, 0]), _box_mask().repeat(2, 1, 1), torch.tensor([0.0, 0.0]))
+    assert float(loss) == 0.0
+    half = grounding_loss(cells, torch.tensor([0, 0]), _box_mask().repeat(2, 1, 1), torch.tensor([1.0, 0.0]))
+    assert float(half) == pytest.approx(float(grounding_loss(cells[:1], torch.tensor([0]), _box_mask(),
+                                                              torch.tensor([1.0]))))
+
+
+def test_cell_logits_pool_to_the_model_logits():
+    import timm
+
+    model = timm.create_model("resnet18", num_classes=3, output_stride=16).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        cells = cell_logits(features, model.get_classifier())
+        assert cells.shape == (2, 3, 4, 4)       # 64 px at stride 16
+        torch.testing.assert_close(cells.mean(dim=(2, 3)), model.forward_head(features), rtol=1e-4, atol=1e-4)
+
+
+def test_the_region_moves_with_the_image_through_crop_flip_and_rotation(tmp_path):
+    # a bright square marks the region: after any random crop/flip/rotation it must still sit under the mask
+    arr = np.full((96, 96, 3), 40, np.uint8)
+    arr[10:40, 50:80] = 230
+    path = tmp_path / "a.png"
+    Image.fromarray(arr).save(path)
+    region = Region("a.txt", ((50 / 96, 10 / 96, 80 / 96, 40 / 96),))
+    data = GroundedDataset(Split((path,), (0,)), Annotations({path: region}, (), "boxes"),
+                           joint_transform(CONFIG, hflip=True, rotation=20, color_jitter=0.0, scale_min=0.5))
+    for seed in range(8):
+        torch.manual_seed(seed)
+        x, label, mask, annotated = data[0]
+        assert x.shape == (3, 32, 32) and mask.shape == (32, 32) and annotated == 1.0 and label == 0
+        bright = x[0] > 1.0                       # (230/255 - 0.5) / 0.25 = 1.6; background -1.4
+        if mask.sum() < 4:                        # the crop may cut the square away: then it is gone from both
+            assert bright.sum() <= 6
+            continue
+        agree = (bright == (mask > 0.5)).float().mean()
+        assert agree > 0.93, f"seed {seed}: the mask and the bright square agree on only {agree:.2f} of pixels"
+
+
+def test_an_image_without_annotation_gets_an_empty_mask(tmp_path):
+    path = tmp_path / "b.png"
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(path)
+    data = GroundedDataset(Split((path,), (1,)), Annotations({}, (path,), "boxes"),
+                           joint_transform(CONFIG, hflip=False, rotation=0, color_jitter=0.0, scale_min=1.0))
+    _, _, mask, annotated = data[0]
+    assert annotated == 0.0 and float(mask.sum()) == 0.0
