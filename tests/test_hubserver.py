@@ -456,6 +456,76 @@ def test_space_commit_then_snapshot_into_an_empty_folder(api: HfApi, space_id: s
     assert (runtime.stage, runtime.hardware, runtime.requested_hardware) == ("RUNNING", "cpu-upgrade", "cpu-upgrade")
 
 
+
+@pytest.fixture
+def user_plan(hub_server: HubServer):
+    """Set the test user's plan ("free" or "pro") for one test; the session's server gets its plan back."""
+    before = dict(hub_server.plans)
+    yield lambda plan: hub_server.plans.update({"testuser": plan})
+    hub_server.plans.clear()
+    hub_server.plans.update(before)
+
+
+def test_whoami_says_whether_the_user_is_pro(api: HfApi, user_plan) -> None:
+    """whoami-v2 carries the plan as the Hub does: `isPro` for the user, a Team organization among its `orgs`."""
+    me = api.whoami()
+    assert (me["type"], me["name"], me["isPro"], me["canPay"], me["periodEnd"]) == ("user", "testuser", False,
+                                                                                     False, None)
+    [org] = me["orgs"]
+    assert (org["type"], org["name"], org["canPay"]) == ("org", "testorg", True) and "plan" not in org
+    user_plan("pro")
+    me = api.whoami()
+    assert me["isPro"] is True and me["canPay"] is True and isinstance(me["periodEnd"], int)
+
+
+def test_a_free_account_creates_gradio_spaces_on_zerogpu_only(api: HfApi, hub_server: HubServer, user_plan) -> None:
+    """As on the Hub since 2026-07: a free account's Gradio Space on cpu-basic (the default) is a 402 Payment
+    Required with the Hub's message, and nothing is created; ZeroGPU and static Spaces are allowed; PRO may pick."""
+    names = [f"testuser/space-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    for hardware in (None, "cpu-basic", "t4-small"):
+        with pytest.raises(HfHubHTTPError) as error:
+            api.create_repo(names[0], repo_type="space", space_sdk="gradio", space_hardware=hardware)
+        assert error.value.response.status_code == 402
+        assert "hosting Gradio and Docker Spaces on free cpu-basic requires a PRO subscription" in str(error.value)
+        assert not api.repo_exists(names[0], repo_type="space")
+    api.create_repo(names[1], repo_type="space", space_sdk="gradio", space_hardware="zero-a10g")
+    assert api.get_space_runtime(names[1]).requested_hardware == "zero-a10g"
+    api.create_repo(names[2], repo_type="space", space_sdk="static")  # static Spaces are free for everyone
+    api.create_repo(f"testorg/space-{uuid.uuid4().hex[:8]}", repo_type="space", space_sdk="gradio")  # a Team org
+    hub_server.plans["testorg"] = None  # an organization without a paid plan hosts no Gradio Space at all
+    try:
+        with pytest.raises(HfHubHTTPError, match="requires a Team or Enterprise plan") as error:
+            api.create_repo(f"testorg/space-{uuid.uuid4().hex[:8]}", repo_type="space", space_sdk="gradio",
+                            space_hardware="zero-a10g")
+        assert error.value.response.status_code == 402
+    finally:
+        hub_server.plans["testorg"] = "team"
+    user_plan("pro")
+    api.create_repo(names[3], repo_type="space", space_sdk="gradio")
+    assert api.get_space_runtime(names[3]).requested_hardware == "cpu-basic"
+
+
+def test_a_commit_on_a_stale_parent_is_a_412_and_changes_nothing(api: HfApi, created_repo: str, hub_server) -> None:
+    """`parent_commit` (the header's `parentCommit`): the commit lands only if the branch still points there,
+    full or 7-character; otherwise 412 Precondition Failed with the Hub's message, and the branch stays."""
+    from huggingface_hub import CommitOperationAdd
+
+    parent = api.model_info(created_repo).sha
+    moved = api.upload_file(path_or_fileobj=b"1", path_in_repo="a.txt", repo_id=created_repo).oid
+    before = hub_server.commits(created_repo)
+    with pytest.raises(HfHubHTTPError) as error:
+        api.create_commit(created_repo, [CommitOperationAdd("b.txt", b"2")], commit_message="b", parent_commit=parent)
+    assert error.value.response.status_code == 412
+    assert "The branch was updated since you opened this page. Please refresh and try again." in str(error.value)
+    assert hub_server.commits(created_repo) == before
+    info = api.create_commit(created_repo, [CommitOperationAdd("b.txt", b"2")], commit_message="b",
+                             parent_commit=moved[:7])
+    assert [c["id"] for c in hub_server.commits(created_repo)[:2]] == [info.oid, moved]
+    pr = api.create_commit(created_repo, [CommitOperationAdd("c.txt", b"3")], commit_message="c", create_pr=True,
+                           parent_commit=parent)  # a pull request starts from the parent given, however old
+    assert set(api.list_repo_files(created_repo, revision=pr.oid)) == {".gitattributes", "c.txt"}
+
+
 # ---- timm ----------------------------------------------------------------------------------------------------------
 
 

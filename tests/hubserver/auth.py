@@ -1,4 +1,6 @@
 """Who is calling: Bearer tokens map to a role ("write" or "read") of one test user; anonymous calls have none.
+The user and its organization each have a plan (free / PRO, Team / Enterprise), which decides what Spaces they may
+create (spaces.check_plan) and what whoami reports.
 
 As on the Hub, an invalid token is a 401 even where anonymous access would do (the client must not silently fall
 back), a read token writing is a 403, and error messages never echo the token.
@@ -11,6 +13,10 @@ from .http import Request
 
 USER = "testuser"  # every valid token belongs to this single user
 ORGS = ("testorg",)
+# Each namespace's plan, as the Hub bills it: a user is "free" or "pro", an organization has no plan (None) or
+# "team" / "enterprise". The defaults: a free user in a Team organization. HubServer.plans holds the live copy.
+PLANS: dict[str, str | None] = {USER: "free", "testorg": "team"}
+PAID_PLANS = ("pro", "team", "enterprise")
 
 
 def authenticate(tokens: dict[str, str], authorization: str | None, signed: bool) -> str | None:

@@ -1,7 +1,8 @@
 """Writing: commits (with their preupload step), branches and tags.
 
     POST   /api/{type}s/{repo}/preupload/{rev}   says "lfs" or "regular" per file, and its current oid
-    POST   /api/{type}s/{repo}/commit/{rev}      ndjson body; `?create_pr=1` opens refs/pr/N
+    POST   /api/{type}s/{repo}/commit/{rev}      ndjson body; `?create_pr=1` opens refs/pr/N; a header
+                                                 `parentCommit` that is not the branch head: 412 Precondition Failed
     POST   /api/{type}s/{repo}/branch/{branch}
     POST   /api/{type}s/{repo}/tag/{rev}
 
@@ -81,7 +82,7 @@ def commit(hub: HubServer, request: Request) -> Response:
         assert head is not None, "refs are never deleted, and branch_ref() found this one"
         parent = header.get("parentCommit")
         if parent and not create_pr and not head.startswith(parent):
-            raise HubError(412, "A commit has happened since. Please refresh and try again.")
+            raise HubError(412, "The branch was updated since you opened this page. Please refresh and try again.")
         base = repo.resolve(parent) if (create_pr and parent) else head
         if base is None:
             raise revision_not_found(parent)

@@ -3,8 +3,9 @@
     POST   /api/repos/create                    409 + {"url"} when it exists (the client's exist_ok relies on it)
     GET    /api/{type}s/{repo}[/revision/{rev}] `sha`, `siblings` (`?blobs=true` adds sizes / LFS), Space `runtime`
 
-A Space is created with its settings in the same call (sdk, hardware, variables, secrets: see spaces.py). Like the
-Hub, an existing repo answers 409 and nothing in the request is applied, so `create_repo(..., exist_ok=True)` does
+A Space is created with its settings in the same call (sdk, hardware, variables, secrets: see spaces.py); a
+namespace whose plan may not host it on that hardware gets 402 Payment Required. Like the Hub, an existing repo
+answers 409 and nothing in the request is applied, so `create_repo(..., exist_ok=True)` does
 not update an existing Space's variables, secrets or hardware.
 """
 
@@ -43,6 +44,8 @@ def create_repo(hub: HubServer, request: Request) -> Response:
     if repo_type not in TYPE_PREFIX or not NAME_RE.match(ns) or not NAME_RE.match(name) or "--" in name:
         raise HubError(400, f"Invalid repo name or type: {ns}/{name} ({repo_type})")
     space_meta, secrets = spaces.new_space(payload) if repo_type == "space" else ({}, {})
+    if repo_type == "space":
+        spaces.check_plan(hub.plans, ns, space_meta["sdk"], space_meta["hardware"])
     repo = Repo(hub.root, repo_type, f"{ns}/{name}")
     with hub.write_lock:
         if repo.exists():

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import routes_account, routes_commit, routes_download, routes_lfs, routes_read, routes_repo, routes_space
-from .auth import authenticate
+from .auth import PLANS, authenticate
 from .errors import HubError, repo_not_found, revision_not_found
 from .faults import FaultInjector
 from .http import Handler, HTTPServer, RecordedRequest, Request, Route, json_response
@@ -48,6 +48,7 @@ class HubServer(FaultInjector):
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port
         self.tokens = dict(tokens or {})
+        self.plans = dict(PLANS)  # namespace -> plan; a test may set hub.plans[USER] = "pro" (and restore it)
         self.requests: list[RecordedRequest] = []  # every request, in arrival order
         self.signer = Signer()
         self.write_lock = threading.Lock()  # serialises "read ref -> write commit -> replace ref" and metadata edits

@@ -9,6 +9,13 @@ and from GET /api/spaces/{repo}/runtime.
 
 Nothing runs here, so the runtime is derived: RUNNING on the requested hardware once the sdk's app file is on main,
 NO_APP_FILE (no current hardware) before, as the Hub shows a Space that has nothing to start.
+
+Who may create what (huggingface.co/docs/hub/spaces-overview, spaces-zerogpu): static Spaces are free for everyone;
+Gradio and Docker Spaces run on compute and need a paid plan (PRO for a user, Team or Enterprise for an
+organization), except that a free personal account may host Gradio Spaces on ZeroGPU (`zero-a10g`). The Hub
+answers a refused creation with HTTP 402 Payment Required (huggingface_hub's create_repo names the case).
+Not modelled: the caps on ZeroGPU Spaces (2 free, 10 PRO, 50 per organization), account standing (verified
+email, 30 days), and hardware changes of an existing Space (the docs name no rule for them).
 """
 
 from __future__ import annotations
@@ -17,12 +24,22 @@ import functools
 import re
 from typing import Any
 
+from .auth import PAID_PLANS, USER
 from .errors import HubError
 from .storage import Repo, now_iso
 
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 APP_FILES = {"gradio": "app.py", "streamlit": "app.py", "docker": "Dockerfile", "static": "index.html"}
 DEFAULT_HARDWARE = "cpu-basic"  # what the Hub gives a Space created without `hardware`
+COMPUTE_SDKS = ("gradio", "docker")  # Spaces that run on compute (static ones are served as files)
+ZERO_GPU = "zero-a10g"  # the Hub's flavor name for ZeroGPU
+# The Hub's answer to a free account creating a Gradio or Docker Space on cpu-basic (reported verbatim from a free
+# account in 2026-09). For an organization without a paid plan the Hub's wording is not known: ORG_PLAN_REQUIRED
+# follows the docs.
+PRO_REQUIRED = ("Static Spaces are free for everyone, but hosting Gradio and Docker Spaces on free cpu-basic "
+                "requires a PRO subscription. Subscribe at https://huggingface.co/pro")
+ORG_PLAN_REQUIRED = ("Static Spaces are free for everyone, but hosting Gradio and Docker Spaces in an organization "
+                     "requires a Team or Enterprise plan. Subscribe at https://huggingface.co/enterprise")
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # variables and secrets become environment variables
 
 
@@ -77,6 +94,16 @@ def new_space(payload: dict) -> tuple[dict, dict[str, dict]]:
         "variables": key_values(payload.get("variables") or [], "variable"),
     }
     return meta, key_values(payload.get("secrets") or [], "secret")
+
+
+def check_plan(plans: dict[str, str | None], namespace: str, sdk: str, hardware: str) -> None:
+    """402 when the namespace's plan may not create a `sdk` Space on `hardware` (see the module docstring)."""
+    if sdk not in COMPUTE_SDKS or namespace not in plans or plans[namespace] in PAID_PLANS:
+        return
+    if namespace != USER:
+        raise HubError(402, ORG_PLAN_REQUIRED)
+    if hardware != ZERO_GPU:
+        raise HubError(402, PRO_REQUIRED)
 
 
 def runtime(repo: Repo) -> dict:
