@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     """The command line; every recipe field can be overridden."""
     p = argparse.ArgumentParser(
         prog="python -m train", description=__doc__.splitlines()[0],
-        epilog="Example: python -m train --data DIR --recipe mri --no-pretrained --out runs/mri  (then, with the "
+        epilog="Example: python -m train --data DIR --recipe mri --out runs/mri  (then, with the "
                "epoch count it validated: --val-split 0 --test-data TEST, a final fit on every image)")
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="DIR", help="class-per-folder images: DIR/<class>/<image>")
@@ -108,7 +108,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"16: dilate the last stage for a 2x finer heatmap{_d('output_stride')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
-                   help="start from ImageNet weights downloaded through timm (default: yes in both recipes)")
+                   help="start from ImageNet weights downloaded through timm (her2: yes; mri: no, every mri figure "
+                        "is from scratch and the ImageNet variant is unmeasured)")
     g.add_argument("--init", metavar="MODEL",
                    help="retrain a model instead: a model folder or org/repo[@rev] (tag, branch or commit; "
                         "head rows carried over by label name, preprocessing kept), or PATH.safetensors "

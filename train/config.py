@@ -239,7 +239,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # a near-copy in train for 16-18% of the validation images of the shared figshare set
     # (python -m bench.leakage) against 0.2% for the ordered split.
     # The rest was chosen on that patient-safe validation split, from scratch on the figshare set at 128 px
-    # (python -m bench.quality; table in the README): AdamW 1e-3, wd 0.05 beat SGD 1e-2 by 7 points of
+    # (python -m bench.quality; table in docs/mri.md): AdamW 1e-3, wd 0.05 beat SGD 1e-2 by 7 points of
     # validation accuracy (0.735 vs 0.663) at 24 epochs; timm's random-resized crop (0.6-1), label
     # smoothing 0.1, 2 warmup epochs, EMA 0.995 and flip TTA are in both; mixup 0.2 was not adopted
     # (validation AUC 0.890 vs 0.909); nor was colour jitter: brightness/contrast jitter 0.4 (meant to hide
@@ -248,7 +248,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # schedule, so there is no early stopping: the epoch count is the schedule. 128 px and --amp (bf16 +
     # channels_last) keep a from-scratch run on 2 CPU cores under an hour; on a GPU, raise --img-size
     # (160 px: validation accuracy 0.796 vs 0.735 at 1.6x the time, not adopted until its final fit is measured).
-    "mri": dict(pretrained=True, split="ordered", epochs=24, img_size=128, batch_size=32, optimizer="adamw",
+    # From scratch (pretrained=False): every figure above was measured so; the ImageNet variant is unmeasured.
+    "mri": dict(pretrained=False, split="ordered", epochs=24, img_size=128, batch_size=32, optimizer="adamw",
                 lr=1e-3, weight_decay=0.05, min_lr=1e-6, unfreeze=("all",), class_weights="balanced",
                 dropout=0.0, patience=0, hflip=True, rotation=10.0, color_jitter=0.0, scale_min=0.6,
                 label_smoothing=0.1, warmup_epochs=2, ema_decay=0.995, tta=True, amp=True),

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
+from timm.utils import unwrap_model
 from torch import nn
 from tqdm import tqdm
 
@@ -143,11 +144,18 @@ def make_ema(cfg: TrainConfig, model: nn.Module) -> Ema | None:
 
 
 def class_weights(counts: list[int], mode: str) -> torch.Tensor | None:
-    """'balanced' gives n / (k * count_c) per class, as scikit-learn does; 'none' gives None."""
+    """'balanced': n / (k * count_c) per class (scikit-learn's compute_class_weight); 'none' gives None."""
     if mode == "none":
         return None
-    counts_t = torch.tensor(counts, dtype=torch.float32)
-    return counts_t.sum() / (len(counts) * counts_t.clamp(min=1))
+    from sklearn.utils.class_weight import compute_class_weight
+
+    # scikit-learn takes labels, not counts; a class with no image (never trained on) keeps weight n / k
+    labels = np.repeat(np.arange(len(counts)), counts)
+    present = [i for i, c in enumerate(counts) if c]
+    weights = np.full(len(counts), len(labels) / len(counts), dtype=np.float64)
+    balanced = compute_class_weight("balanced", classes=np.array(present), y=labels)
+    weights[present] = balanced * len(present) / len(counts)
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -191,7 +199,7 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
     seen = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=None if show else True, dynamic_ncols=True)
     layout = memory_format(device, amp)
-    net = model.module if hasattr(model, "module") else model
+    net = unwrap_model(model)
     with capture_features(net) if guide else nullcontext([]) as features:
         for step, batch in enumerate(bar, 1):
             x = batch[0].to(device, non_blocking=True, memory_format=layout)
@@ -237,7 +245,7 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
 
 def logits_width(model: nn.Module) -> int:
     """The number of classes a (possibly DDP-wrapped) timm model predicts."""
-    return (model.module if hasattr(model, "module") else model).num_classes
+    return unwrap_model(model).num_classes
 
 
 @torch.inference_mode()

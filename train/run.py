@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.utils import unwrap_model
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -294,7 +295,7 @@ def _end_epoch(run: Run, state: State, row: dict) -> None:
         if validated:
             state.best_loss = row["val_loss"]
         if run.world.main:
-            checkpoint.save_best(run.out, _unwrapped(run.evaluated).state_dict())
+            checkpoint.save_best(run.out, unwrap_model(run.evaluated).state_dict())
     else:
         state.bad_epochs += 1
     state.stopped = cfg.patience > 0 and state.bad_epochs >= cfg.patience
@@ -309,11 +310,6 @@ def _end_epoch(run: Run, state: State, row: dict) -> None:
     run.log(f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  |  "
             f"{val}  |  lr {row['lr']:.2e}  {row['seconds']:.1f}s" + ("  * best" if improved and validated else "")
             + (f"\nearly stopping: no val-loss improvement for {cfg.patience} epochs" if state.stopped else ""))
-
-
-def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a DDP wrapper (its state dict has no 'module.' prefix)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def finish(run: Run, state: State) -> Path:
