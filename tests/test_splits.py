@@ -14,6 +14,7 @@ from train.splits import (
     groups_from_pattern,
     natural_key,
     ordered_split,
+    random_split,
 )
 
 
@@ -200,3 +201,12 @@ def test_describe_split_records_method_and_counts(tmp_path):
         "method": "ordered", "images": {"train": {"a": 3, "b": 2}, "val": {"a": 2, "b": 1}}}
     with pytest.raises(ValueError, match="unknown split method 'shuffled'"):
         describe_split("shuffled", {"train": train})
+
+
+@pytest.mark.parametrize("split", ["random", "ordered"])
+def test_a_large_validation_share_still_leaves_each_class_a_training_image(tmp_path, split):
+    files = _files(tmp_path, {"a": ["1.png", "2.png"], "b": ["1.png", "2.png", "3.png"]})
+    train, val = (random_split(files, ["a", "b"], 0.9, seed=0) if split == "random"
+                  else ordered_split(files, ["a", "b"], 0.9))
+    assert {c: len(ps) for c, ps in train.items()} == {"a": 1, "b": 1}
+    assert {c: len(ps) for c, ps in val.items()} == {"a": 1, "b": 2}

@@ -45,7 +45,7 @@ def random_split(files: Mapping[str, Sequence[Path]], classes: Sequence[str], fr
     for c in classes:
         ps = list(files[c])
         order = rng.permutation(len(ps))
-        n_val = 0 if len(ps) < 2 else max(1, int(round(len(ps) * fraction)))
+        n_val = _n_val(len(ps), fraction)  # the same cap as ordered_split: a class keeps a training image
         val[c] = [ps[i] for i in sorted(order[:n_val])]
         train[c] = [ps[i] for i in sorted(order[n_val:])]
     return train, val
