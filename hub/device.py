@@ -10,16 +10,37 @@ import contextlib
 
 import torch
 
+from hub.errors import DeviceError
+
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' (or None) picks CUDA, then Apple MPS, then CPU; anything else is taken as given."""
+    """'auto' (or None) picks CUDA, then Apple MPS, then CPU; a named device must exist here (DeviceError)."""
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"--device {device}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"--device {device}: no CUDA GPU is available here; use --device auto or cpu")
+        if chosen.index is not None and chosen.index >= count:
+            raise DeviceError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif chosen.type == "mps" and not mps_available():
+        raise DeviceError(f"--device {device}: Apple MPS is not available here; use --device auto or cpu")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device {device}: not supported; use auto, cpu, cuda, cuda:N or mps")
+    return chosen
+
+
+def mps_available() -> bool:
+    """Whether Apple's Metal backend can run here."""
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def cpu_supports_bf16() -> bool:

@@ -38,6 +38,10 @@ class AnnotationError(ValueError):
     """Expert annotations (boxes, masks) that cannot be matched to images or read; the message names the file."""
 
 
+class DeviceError(ValueError):
+    """A --device that names no device, or one this machine does not have; the message says what to pass."""
+
+
 class UserError(ValueError):
     """A request the app cannot serve; the message is shown to the person who sent it, as it is."""
 

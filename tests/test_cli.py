@@ -42,6 +42,7 @@ def test_mri_recipe_and_overrides():
     cfg = build_config("mri", data="d")
     assert (cfg.optimizer, cfg.unfreeze, cfg.class_weights, cfg.dropout) == ("adamw", ("all",), "balanced", 0.0)
     assert (cfg.split, cfg.ema_decay, cfg.tta, cfg.amp, cfg.patience) == ("ordered", 0.995, True, True, 0)
+    assert cfg.pretrained is False  # every mri figure is from scratch; the ImageNet variant is unmeasured
     args = vars(parser().parse_args(["--data", "d", "--recipe", "mri", "--lr", "0.5", "--unfreeze", "layer4,fc",
                                      "--no-pretrained", "--epochs", "3", "--class-weights", "none"]))
     cfg = build_config(args.pop("recipe"), **args)
@@ -80,6 +81,10 @@ def test_mri_recipe_and_overrides():
     (dict(epochs=3, warmup_epochs=3), "--warmup-epochs must be >= 0 and below --epochs"),
     (dict(homepage="github.com/me"), "--homepage must be an http"),
     (dict(tags=("ok", "not ok")), "--tags takes a comma list"),
+    (dict(output_stride=12), "--output-stride must be 8, 16 or 32"),
+    (dict(guide_weight=-1.0), "--guide-weight must not be negative"),
+    (dict(annotations="boxes", mixup=0.2), "--annotations cannot be combined with --mixup"),
+    (dict(test_annotations="boxes"), "--test-annotations needs --test-data"),
 ])
 def test_bad_options(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -118,3 +123,31 @@ def test_cli_data_errors_are_one_line(tmp_path, capsys):
     assert "is a file; expected a folder" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "missing"), "--no-pretrained", "--out", str(tmp_path / "o")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_training_is_one_line_that_names_resume(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from train import checkpoint
+    from train.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "data", classes=2, per_class=4, size=32)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o" / "checkpoints" / "last.pt"))
+
+    monkeypatch.setattr(checkpoint, "save_state", full)
+    assert main(["--data", str(data), "--no-pretrained", "--arch", "resnet18", "--img-size", "32", "--epochs", "1",
+                 "--batch-size", "4", "--no-leakage-check", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--data", str(tmp_path), "--device", "cuda", "--no-pretrained", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA GPU is available here; use --device auto or cpu" in err and "Traceback" not in err

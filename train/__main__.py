@@ -171,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk or a vanished folder mid-run: the checkpoints written so far stay
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; free space or choose another --out, then run the same command "
+              "with --resume", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with the same command plus --resume (checkpoints in {cfg.out}/checkpoints)",
               file=sys.stderr)

@@ -118,8 +118,6 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     run.splits = splits = build_splits(cfg.data, cfg.val_data, cfg.test_data, cfg.val_split, cfg.seed,
                                        cfg.split, cfg.group_pattern, cfg.group_csv)
     run.device = device = distributed.device_for(world, pick_device(cfg.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available here; use --device auto or cpu")
     groups = splits.info.get("groups")
     log(f"data: {len(splits.train)} train / " + (f"{len(splits.val)} val" if cfg.validates else "no val")
         + (f" / {len(splits.test)} test" if splits.test else "") + f" images, classes {list(splits.classes)}; "
