@@ -20,14 +20,17 @@ from hub.explain import faithfulness
 from hub.explain.cam import MaxChannels, resolve_max_channels
 from hub.loading import from_pretrained, is_repo_id, split_revision
 
-# ZeroGPU schedules a call only while the visitor's remaining daily quota covers the duration the call
-# asks for (2 minutes a day without an account, 3.5 with a free one), and shorter asks queue first.
-# So each call asks for what its own work needs: a start-up cost, its forward passes scaled by the
-# model's input size, and the drawing of the heatmap at the image's size; `gpu_seconds` adds them up.
+# ZeroGPU (half an NVIDIA RTX Pro 6000 Blackwell, 48 GB, per call) schedules a call only while the
+# visitor's remaining daily quota covers the duration the call asks for (2 minutes a day without an
+# account, 5 with a free one, 40 with PRO), and shorter asks queue first. So each call asks for what
+# its own work needs: a start-up cost, its forward passes scaled by the model's input size, and the
+# drawing of the heatmap at the image's size; `gpu_seconds` adds them up. None of these was measured on
+# ZeroGPU itself: they are estimates with a margin.
 GPU_START_SECONDS = 5.0      # scheduling, and the weights moved onto a freshly attached GPU
-GPU_PASS_SECONDS = 0.002     # one ResNet50 forward pass of a 224 px image in a batch: ~4x an A100's time
+GPU_PASS_SECONDS = 0.002     # one ResNet50 forward pass of a 224 px image in a batch: several times what an
+                             # A100-class GPU (as half an RTX Pro 6000 Blackwell roughly is) takes
 DRAW_SECONDS_PER_MEGAPIXEL = 0.5   # resizing, colouring and blending the heatmap (CPU work inside the call)
-GPU_MAX_SECONDS = 60         # ZeroGPU's default; nothing here needs more
+GPU_MAX_SECONDS = 60         # ZeroGPU's default duration; nothing here needs more
 REFERENCE_PIXELS = 224 * 224
 FAITHFULNESS_PASSES = faithfulness.forward_passes()  # the figures of each explanation: 62 at 10 steps
 
