@@ -24,9 +24,10 @@ demo: $(STAMP)
 # evidence (held-out pointing game: 97-98% at 128 px, 33-43% at 96 px with its 3x3 grid).
 	$(PY) -m train --data $(DEMO)/data --no-pretrained --unfreeze all --epochs 8 --img-size 128 \
 		--batch-size 16 --rotation 0 --color-jitter 0 --out $(DEMO)/model
-# A few sample images travel with the model (published as examples/, shown in the app's Examples tab).
+# A few sample images travel with the model (published as examples/, shown in the app's Examples tab), each
+# with its YOLO box file: the app draws that box on the heatmaps and says whether they point into it.
 	mkdir -p $(DEMO)/model/examples
-	for d in $(DEMO)/data/*/; do cp "$$(ls "$$d"*.png | tail -n 1)" $(DEMO)/model/examples/; done
+	for d in $(DEMO)/data/*/; do f="$$(ls "$$d"*.png | tail -n 1)"; cp "$$f" "$${f%.png}.txt" $(DEMO)/model/examples/; done
 # Last: serve the model just trained (Ctrl+C stops it); Gradio prints the URL.
 	$(PY) -m space --model $(DEMO)/model --port $(DEMO_PORT)
 

@@ -2,7 +2,9 @@
 
 Each image is a smooth random texture (no class information) with one small pattern pasted at a
 random position; the pattern's shape and tint decide the class. The box of every pattern is
-written to `evidence.json`, so tests can check that an explanation points at it.
+written to `evidence.json`, so tests can check that an explanation points at it, and beside each image
+as a YOLO box file (`ring/ring_0000.txt` for `ring/ring_0000.png`), so examples copied from here carry
+their expert box into a model's `examples/` (the app draws it; `make demo` copies both).
 
     python -m train.synthetic OUT --classes 3 --per-class 60 --size 128
 """
@@ -71,9 +73,16 @@ def make_image(name: str, size: int, rng: np.random.Generator) -> tuple[Image.Im
     return img, [x0, y0, x0 + n, y0 + n]
 
 
+def yolo_line(box: list[int], size: int, class_id: int) -> str:
+    """`box` [x0, y0, x1, y1] (pixels, x1 and y1 exclusive) of a `size` px image as a YOLO line `id cx cy w h`."""
+    x0, y0, x1, y1 = (v / size for v in box)
+    return f"{class_id} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}\n"
+
+
 def make_dataset(out: str | Path, classes: int = 3, per_class: int = 60, size: int = 128,
                  seed: int = 0) -> Path:
-    """Write `classes` folders of `per_class` PNGs under `out` plus `evidence.json`; return `out`."""
+    """Write `classes` folders of `per_class` PNGs, each with its YOLO box file, under `out` plus
+    `evidence.json`; return `out`."""
     if not 2 <= classes <= len(PATTERNS):
         raise ValueError(f"--classes must be between 2 and {len(PATTERNS)}, got {classes}")
     if per_class < 1:
@@ -83,12 +92,13 @@ def make_dataset(out: str | Path, classes: int = 3, per_class: int = 60, size: i
     out = Path(out)
     rng = np.random.default_rng(seed)
     boxes: dict[str, list[int]] = {}
-    for name in list(PATTERNS)[:classes]:
+    for class_id, name in enumerate(list(PATTERNS)[:classes]):
         (out / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             img, box = make_image(name, size, rng)
             rel = f"{name}/{name}_{i:04d}.png"
             img.save(out / rel)
+            (out / rel).with_suffix(".txt").write_text(yolo_line(box, size, class_id))
             boxes[rel] = box
     (out / EVIDENCE_FILE).write_text(json.dumps(boxes, indent=0, sort_keys=True))
     return out
@@ -102,7 +112,8 @@ def load_evidence(root: str | Path) -> dict[str, list[int]]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m train.synthetic", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("out", help="folder to write the class folders and evidence.json into")
+    p.add_argument("out", help="folder to write the class folders (images and their YOLO box files) and "
+                               "evidence.json into")
     p.add_argument("--classes", type=int, default=3, help=f"number of classes (2-{len(PATTERNS)})")
     p.add_argument("--per-class", type=int, default=60, help="images per class")
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
@@ -112,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         out = make_dataset(a.out, a.classes, a.per_class, a.size, a.seed)
     except ValueError as exc:
         p.error(str(exc))
-    print(f"wrote {a.classes} x {a.per_class} images of {a.size}px to {out} (boxes in {out / EVIDENCE_FILE})")
+    print(f"wrote {a.classes} x {a.per_class} images of {a.size}px to {out} (boxes in {out / EVIDENCE_FILE} "
+          "and beside each image as YOLO .txt)")
 
 
 if __name__ == "__main__":
