@@ -8,7 +8,16 @@ from PIL import Image
 
 from hub.annotations import Annotations, Region
 from train.data import Split
-from train.grounding import GroundedDataset, cell_logits, grounding_loss, joint_transform
+from train.grounding import (
+    ANNOTATED,
+    HIDDEN,
+    GroundedDataset,
+    blur_fill,
+    cell_logits,
+    grounding_loss,
+    joint_transform,
+    no_class_loss,
+)
 
 CONFIG = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "interpolation": "bilinear"}
 
@@ -76,7 +85,7 @@ def test_the_region_moves_with_the_image_through_crop_flip_and_rotation(tmp_path
     for seed in range(8):
         torch.manual_seed(seed)
         x, label, mask, annotated = data[0]
-        assert x.shape == (3, 32, 32) and mask.shape == (32, 32) and annotated == 1.0 and label == 0
+        assert x.shape == (3, 32, 32) and mask.shape == (32, 32) and annotated == ANNOTATED and label == 0
         bright = x[0] > 1.0                       # (230/255 - 0.5) / 0.25 = 1.6; background -1.4
         if mask.sum() < 4:                        # the crop may cut the square away: then it is gone from both
             assert bright.sum() <= 6
@@ -92,3 +101,33 @@ def test_an_image_without_annotation_gets_an_empty_mask(tmp_path):
                            joint_transform(CONFIG, hflip=False, rotation=0, color_jitter=0.0, scale_min=1.0))
     _, _, mask, annotated = data[0]
     assert annotated == 0.0 and float(mask.sum()) == 0.0
+
+
+def test_no_class_loss_is_zero_only_for_a_uniform_answer():
+    losses = no_class_loss(torch.tensor([[2.0, 2.0, 2.0], [4.0, 0.0, 0.0]]))
+    assert float(losses[0]) == pytest.approx(0.0, abs=1e-6) and float(losses[1]) > 0.5
+
+
+def test_blur_fill_hides_the_region_from_its_surroundings():
+    arr = np.full((256, 256, 3), 60, np.uint8)
+    arr[100:140, 100:140] = 240                       # the "lesion"
+    hole = np.zeros((256, 256), bool)
+    hole[96:144, 96:144] = True
+    out = np.asarray(blur_fill(Image.fromarray(arr), hole)).astype(int)
+    assert (out[~hole] == arr[~hole]).all()           # nothing outside the hole changes
+    assert abs(out[hole].mean() - 60) < 6 and out[hole].max() < 90   # the lesion is gone, no bright trace
+
+
+def test_a_counterfactual_sample_has_its_region_hidden_and_no_region_to_point_at(tmp_path):
+    arr = np.full((96, 96, 3), 40, np.uint8)
+    arr[30:60, 30:60] = 230
+    path = tmp_path / "c.png"
+    Image.fromarray(arr).save(path)
+    region = Region("c.txt", ((30 / 96, 30 / 96, 60 / 96, 60 / 96),))
+    data = GroundedDataset(Split((path,), (2,)), Annotations({path: region}, (), "boxes"),
+                           joint_transform(CONFIG, hflip=False, rotation=0, color_jitter=0.0, scale_min=1.0),
+                           counterfactual=0.999)
+    torch.manual_seed(0)
+    x, label, mask, kind = data[0]
+    assert kind == HIDDEN and label == 2 and float(mask.sum()) == 0.0
+    assert float(x[0].max()) < 0.0                    # no pixel near the square's brightness (1.6) is left

@@ -104,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
                         "'Does the model look at the lesion?' table")
     g.add_argument("--guide-weight", type=float, metavar="W",
                    help=f"weight of the grounding loss against cross-entropy{_d('guide_weight')}")
+    g.add_argument("--counterfactual", type=float, metavar="P",
+                   help="share of annotated training images shown with the region hidden (blur-filled) and "
+                        f"trained toward no class: context alone must not predict it{_d('counterfactual')}")
     g.add_argument("--output-stride", type=int, choices=(8, 16, 32),
                    help=f"16: dilate the last stage for a 2x finer heatmap{_d('output_stride')}")
     g = p.add_argument_group("weights")

@@ -72,6 +72,7 @@ class TrainConfig:
     annotations: str | None = None
     test_annotations: str | None = None  # regions of --test-data images, read once at the end (card table)
     guide_weight: float = 1.0
+    counterfactual: float = 0.0          # share of annotated training images shown with the region hidden, "no class"
     output_stride: int = 32              # 16: the last stage dilated, a 2x finer map (8x8 at 128 px) for 1.2x time
     seed: int = 0
     workers: int = 0
@@ -171,6 +172,10 @@ class TrainConfig:
     def _annotation_problems(self):
         if self.output_stride not in (8, 16, 32):
             yield f"--output-stride must be 8, 16 or 32 (got {self.output_stride})"
+        if not 0.0 <= self.counterfactual < 1.0:
+            yield f"--counterfactual must be in [0, 1) (got {self.counterfactual})"
+        if self.counterfactual and not self.annotations:
+            yield "--counterfactual needs --annotations: it hides the annotated regions"
         if self.guide_weight < 0:
             yield f"--guide-weight must not be negative (got {self.guide_weight})"
         if self.annotations and (self.mixup or self.cutmix):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from hub.device import autocast, autocast_dtype
 from hub.errors import WeightsError
 from train.config import TrainConfig
-from train.grounding import capture_features, cell_logits, grounding_loss
+from train.grounding import HIDDEN, capture_features, cell_logits, grounding_loss, no_class_loss
 
 # Steps between reads of the running loss/accuracy (each read is a host-device sync on a GPU).
 SYNC_EVERY = 10
@@ -213,11 +213,10 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
             features.clear()
             with amp_context(device, amp):
                 logits = model(x)
-                loss = criterion(logits.float(), target)
                 if guide:
-                    masks, annotated = batch[2].to(device, non_blocking=True), batch[3].to(device, non_blocking=True)
-                    cells = cell_logits(features[-1], net.get_classifier())
-                    loss = loss + guide * grounding_loss(cells, y, masks, annotated)
+                    loss = guided_loss(logits, target, y, batch, features[-1], net, criterion, guide, device)
+                else:
+                    loss = criterion(logits.float(), target)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -241,6 +240,20 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module, optimizer: t
     if not math.isfinite(loss_sum):
         raise FloatingPointError(f"training loss became {loss_sum}; lower --lr or turn off --amp")
     return loss_sum, int(correct.item()), seen
+
+
+def guided_loss(logits, target, y, batch, features, net, criterion, guide: float, device) -> torch.Tensor:
+    """Cross-entropy on the images shown with their evidence, plus `guide` times the grounding loss on the
+    annotated ones and the no-class loss on those shown with their region hidden (train.grounding)."""
+    masks, kinds = batch[2].to(device, non_blocking=True), batch[3].to(device, non_blocking=True)
+    hidden = kinds == HIDDEN
+    shown = ~hidden
+    loss = criterion(logits[shown].float(), target[shown]) if bool(shown.any()) else logits.new_zeros(())
+    cells = cell_logits(features, net.get_classifier())
+    loss = loss + guide * grounding_loss(cells, y, masks, kinds)
+    if bool(hidden.any()):
+        loss = loss + guide * no_class_loss(logits[hidden]).sum() / len(y)
+    return loss
 
 
 def logits_width(model: nn.Module) -> int:

@@ -14,8 +14,18 @@ of each annotated image, with `coverage`, the share of each cell the region cove
   so view, skull and acquisition context cannot carry the class: the lesion-hidden accuracy falls.
 
 The total is cross-entropy + weight * (inside + outside), over the annotated images of the batch
-(images without an annotation add cross-entropy only). The region rides through the same random crop,
-flip and rotation as its image (torchvision v2 transforms move a `Mask` with the image).
+(images without an annotation add cross-entropy only).
+
+Cell logits constrain where the evidence is credited, not what a cell has seen: a ResNet's last-stage cells
+see the whole image, so a lesion cell can still read a marker or the skull (the planted-shortcut test:
+pointing 0.87 but accuracy 0.62 on marker-shuffled images with this loss alone). With `counterfactual`
+p > 0, each annotated training image is, with probability p, shown with its region hidden instead (filled
+by a blur of its surroundings) and trained toward no class at all (the uniform distribution, weight
+`weight`): context alone must not predict the class (counterfactual augmentation; Teney et al. 2020).
+The fill differs from the shortcut check's (pull-push inpainting, hub.explain.shortcut) so that the
+lesion-hidden accuracy is not measured on the very images the model was taught to refuse.
+The region rides through the same random crop, flip and rotation as its image (torchvision v2
+transforms move a `Mask` with the image).
 """
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -58,11 +69,32 @@ def joint_transform(data_config: dict, hflip: bool, rotation: float, color_jitte
     return v2.Compose(ops)
 
 
-class GroundedDataset(Dataset):
-    """(image tensor, label, region mask at the input size, 1.0 if annotated else 0.0)."""
+# What a sample is to the loss: no region (cross-entropy only), annotated, or its region hidden (no class).
+PLAIN, ANNOTATED, HIDDEN = 0.0, 1.0, 2.0
+GROW_SHARE = 0.10   # the region is grown by 10% of its side before it is hidden, as the shortcut check grows it
 
-    def __init__(self, split: Split, annotations: Annotations, transform: Callable):
+
+def blur_fill(img: Image.Image, hole: np.ndarray) -> Image.Image:
+    """`img` with the bool `hole` filled by a normalised Gaussian blur of the pixels around it."""
+    from hub.explain.imputation import blur
+
+    x = torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)[None]
+    keep = torch.from_numpy(~hole).float()[None, None]
+    factor = max(1, min(x.shape[-2:]) // 128)              # blur at about the model's resolution: cheap
+    small_x, small_keep = F.avg_pool2d(x * keep, factor), F.avg_pool2d(keep, factor)
+    sigma = max(2.0, 0.5 * math.sqrt(float(hole.sum())) / factor)
+    filled = blur(small_x, sigma) / blur(small_keep, sigma).clamp_min(1e-4)
+    filled = F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    out = torch.where(keep > 0, x, filled.clamp(0, 1))
+    return Image.fromarray((out[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+
+
+class GroundedDataset(Dataset):
+    """(image tensor, label, region mask at the input size, PLAIN / ANNOTATED / HIDDEN)."""
+
+    def __init__(self, split: Split, annotations: Annotations, transform: Callable, counterfactual: float = 0.0):
         self.split, self.annotations, self.transform = split, annotations, transform
+        self.counterfactual = counterfactual
 
     def __len__(self) -> int:
         return len(self.split)
@@ -81,10 +113,15 @@ class GroundedDataset(Dataset):
                 warnings.warn(f"skipping image that became unreadable during training: {exc}", stacklevel=2)
                 continue
             region = self.annotations.get(path)
-            mask = region.mask((img.height, img.width)) if region is not None else np.zeros((img.height, img.width),
-                                                                                          bool)
+            size = (img.height, img.width)
+            mask = region.mask(size) if region is not None else np.zeros(size, bool)
+            kind = PLAIN if region is None else ANNOTATED
+            # torch's generator: reseeded per epoch (train.engine.seed_epoch), so a resumed run replays it
+            if region is not None and self.counterfactual and float(torch.rand(())) < self.counterfactual:
+                img = blur_fill(img, region.mask(size, grow=max(1.0, GROW_SHARE * math.sqrt(mask.sum()))))
+                mask, kind = np.zeros(size, bool), HIDDEN
             x, m = self.transform(img, tv_tensors.Mask(torch.from_numpy(mask)))
-            return x, self.split.labels[i], m.to(torch.float32), float(region is not None)
+            return x, self.split.labels[i], m.to(torch.float32), kind
         raise DataError("every image of the split became unreadable during training")
 
 
@@ -93,12 +130,18 @@ def cell_logits(features: torch.Tensor, head: nn.Linear) -> torch.Tensor:
     return torch.einsum("bchw,kc->bkhw", features.float(), head.weight.float()) + head.bias.float()[None, :, None, None]
 
 
+def no_class_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Per row, KL(uniform || softmax(logits)): 0 when the model names no class."""
+    return -logits.float().log_softmax(dim=1).mean(dim=1) - math.log(logits.shape[1])
+
+
 def grounding_loss(cells: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
                    annotated: torch.Tensor) -> torch.Tensor:
     """Mean over annotated images of inside + outside (module docstring); 0 when none is annotated."""
+    annotated = annotated == ANNOTATED
     if not bool(annotated.any()):
         return cells.new_zeros(())
-    cells, labels, masks = cells[annotated > 0], labels[annotated > 0], masks[annotated > 0]
+    cells, labels, masks = cells[annotated], labels[annotated], masks[annotated]
     b, k, h, w = cells.shape
     coverage = F.adaptive_avg_pool2d(masks[:, None].float(), (h, w)).flatten(1)     # B x hw, in [0, 1]
     target = coverage / coverage.amax(dim=1, keepdim=True).clamp_min(EPS)

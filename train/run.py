@@ -156,10 +156,11 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min)
     if "data" in run.regions:
         grounded = GroundedDataset(splits.train, run.regions["data"], joint_transform(
-            run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min))
+            run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min), cfg.counterfactual)
         annotated, total = annotated_share(run.regions["data"], splits.train)
         log(f"--annotations: {annotated} of {total} training images annotated; grounding loss weight "
-            f"{cfg.guide_weight}, last stage at stride {net.feature_info[-1]['reduction']}")
+            f"{cfg.guide_weight}, last stage at stride {net.feature_info[-1]['reduction']}"
+            + (f", {cfg.counterfactual:.0%} shown with the region hidden (no class)" if cfg.counterfactual else ""))
         run.loaders["train"] = _loader(grounded, cfg, device, world, True)
     else:
         run.loaders["train"] = _loader(ImageDataset(splits.train, train_tf), cfg, device, world, True)
