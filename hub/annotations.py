@@ -30,7 +30,8 @@ from hub.images import image_extensions, load_image
 
 MASK_SUFFIX = "_mask"
 # Files an annotation folder may hold that are not annotations (YOLO exports ship classes.txt).
-NOT_ANNOTATIONS = ("classes.txt", "data.yaml", "readme.md", "readme.txt", "license", "license.txt")
+# (evidence.json: the synthetic set's boxes, beside its images and their YOLO files: python -m train.synthetic)
+NOT_ANNOTATIONS = ("classes.txt", "data.yaml", "readme.md", "readme.txt", "license", "license.txt", "evidence.json")
 # A box edge may sit this far outside [0, 1] (rounding in YOLO exports); beyond it the box is refused.
 EDGE_SLACK = 1e-3
 
@@ -53,11 +54,7 @@ class Region:
             if base.shape != (h, w):
                 img = Image.fromarray(base.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
                 base = np.asarray(img) > 127
-            if grow <= 0:
-                return base.copy()
-            from scipy.ndimage import distance_transform_edt
-
-            return distance_transform_edt(~base) <= grow
+            return grow_mask(base, grow) if grow > 0 else base.copy()
         ys = np.arange(h, dtype=np.float64)[:, None] + 0.5   # pixel centres
         xs = np.arange(w, dtype=np.float64)[None, :] + 0.5
         out = np.zeros((h, w), dtype=bool)
@@ -65,11 +62,30 @@ class Region:
             dx = np.maximum(np.maximum(x0 * w - xs, 0.0), xs - x1 * w)
             dy = np.maximum(np.maximum(y0 * h - ys, 0.0), ys - y1 * h)
             out |= dx ** 2 + dy ** 2 <= max(grow, 0.0) ** 2
+            # A box thinner than a pixel holds no pixel centre: it still covers the pixel its centre is in, so
+            # no region is ever empty (an empty one has no energy share and a ratio of 0 / 0).
+            out[min(int((y0 + y1) / 2 * h), h - 1), min(int((x0 + x1) / 2 * w), w - 1)] = True
         return out
 
     def area_share(self, size: tuple[int, int]) -> float:
         """The fraction of the image the region covers (ungrown)."""
         return float(self.mask(size).mean())
+
+
+def grow_mask(base: np.ndarray, grow: float) -> np.ndarray:
+    """Bool `base` grown by `grow` pixels (Euclidean: every pixel within `grow` of a region pixel's centre).
+
+    A dilation by a disc, done as an FFT convolution: numpy only, because the Space ships `hub/` without scipy;
+    as fast as scipy's distance transform at these sizes (the whole padded image, whatever the radius)."""
+    r = int(np.floor(grow))
+    if r < 1 or not base.any():
+        return base.copy()
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disc = (yy ** 2 + xx ** 2 <= grow ** 2).astype(np.float64)
+    h, w = base.shape
+    shape = (h + 2 * r, w + 2 * r)   # the full convolution's size: no wrap-around
+    counts = np.fft.irfft2(np.fft.rfft2(base.astype(np.float64), shape) * np.fft.rfft2(disc, shape), shape)
+    return counts[r:r + h, r:r + w] > 0.5   # counts of region pixels in the disc: whole numbers
 
 
 @dataclass(frozen=True)
@@ -137,10 +153,14 @@ def _only_json(folder: Path) -> bool:
 
 def _read_folder(folder: Path, by_key: dict[str, Path], role: str) -> dict[Path, Region]:
     mask_exts = image_extensions()
+    # Box files may sit beside the images (DIR is the image folder): the images themselves are not masks.
+    images = {p.resolve() for p in by_key.values()}
     regions: dict[Path, Region] = {}
     for f in sorted(folder.rglob("*")):
         rel = f.relative_to(folder)
         if not f.is_file() or any(part.startswith(".") for part in rel.parts) or f.name.lower() in NOT_ANNOTATIONS:
+            continue
+        if f.suffix.lower() in mask_exts and f.resolve() in images:
             continue
         suffix = f.suffix.lower()
         if suffix not in mask_exts and suffix != ".txt":
@@ -215,10 +235,13 @@ def _read_coco(path: Path, by_key: dict[str, Path], role: str) -> dict[Path, Reg
         names.setdefault(Path(key).name, []).append(key)
     boxes: dict[Path, list[Box]] = {}
     for ann in annotations:
-        im = images.get(int(ann.get("image_id", -1)))
+        if not isinstance(ann, dict):
+            raise AnnotationError(f"{role}: {path}: an entry of 'annotations' is not an object ({ann!r:.40}); "
+                                  "fix the file")
+        im = images.get(_coco_id(ann.get("image_id")))
         if im is None:
             raise AnnotationError(f"{role}: {path}: annotation {ann.get('id')} names image_id "
-                                  f"{ann.get('image_id')}, which is not in its 'images'; fix the file")
+                                  f"{ann.get('image_id')!r}, which is not in its 'images'; fix the file")
         image = _coco_image(str(im.get("file_name", "")), by_key, names)
         if image is None:
             raise AnnotationError(f"{role}: {path} names image {im.get('file_name')!r}, which is not under the image "
@@ -235,6 +258,14 @@ def _read_coco(path: Path, by_key: dict[str, Path], role: str) -> dict[Path, Reg
                                   f"its {width:g}x{height:g} image; fix it")
         boxes.setdefault(image, []).append(tuple(min(max(v, 0.0), 1.0) for v in box))
     return {image: Region(str(path), tuple(b)) for image, b in boxes.items()}
+
+
+def _coco_id(value) -> int | None:
+    """An image id as COCO files write it (a number, sometimes as a string); None if it is neither."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _coco_image(file_name: str, by_key: dict[str, Path], names: dict[str, list[str]]) -> Path | None:
