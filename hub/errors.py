@@ -94,3 +94,35 @@ def hub_error(exc: BaseException, repo_id: str, revision: str | None = None,
         return PublishError(f"{repo_id}: cannot reach the Hub ({type(exc).__name__}){nothing}. "
                             "Check the network (and HF_ENDPOINT), then run the same command again")
     return PublishError(f"{repo_id}: {type(exc).__name__}: {exc}")
+
+
+def load_error(exc: BaseException, repo_id: str, revision: str | None = None) -> ModelLoadError:
+    """A plain one-line ModelLoadError for a failed download of `repo_id@revision` (no token, no traceback)."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id}@{revision or 'main'}"
+    if isinstance(exc, GatedRepoError):  # before its base class, RepositoryNotFoundError
+        return ModelLoadError(f"{repo_id}: gated repository; request access on the Hub and log in")
+    if isinstance(exc, RepositoryNotFoundError):
+        return ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid token "
+                              "was given: set HF_TOKEN, a Space secret on a Space, or run `hf auth login`)")
+    if isinstance(exc, RevisionNotFoundError):
+        return ModelLoadError(f"{where}: revision '{revision}' not found in {repo_id}; "
+                              "list its tags and branches with `huggingface_hub.list_repo_refs`")
+    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) or isinstance(exc, network_errors()):
+        return ModelLoadError(f"{where}: the Hub cannot be reached and this revision is not in the local cache; "
+                              "check the network (and HF_ENDPOINT), or load a revision you downloaded before")
+    if isinstance(exc, EntryNotFoundError):
+        return ModelLoadError(f"{where}: missing file ({exc})")
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        return ModelLoadError(f"{where}: the Hub answered HTTP {status}; try again later")
+    return ModelLoadError(f"{where}: {type(exc).__name__}: {exc}")

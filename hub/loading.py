@@ -13,10 +13,8 @@ from pathlib import Path
 import torch
 
 from hub.classifier import Classifier
-from hub.errors import ModelLoadError, network_errors
+from hub.errors import ModelLoadError, load_error, network_errors
 from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, load_local, no_weights
-
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 def split_revision(source: str, revision: str | None = None) -> tuple[str, str | None]:
@@ -30,22 +28,23 @@ def split_revision(source: str, revision: str | None = None) -> tuple[str, str |
 
 
 def is_repo_id(source: str) -> bool:
-    """True for 'org/repo' strings that do not name an existing local path."""
-    return bool(_REPO_ID.match(source)) and not Path(source).exists()
+    """True for 'org/repo' ids (huggingface_hub's own rules) that do not name an existing local path."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if source.count("/") != 1 or Path(source).exists():  # a bare 'repo' is a local name here, not a model id
+        return False
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return True
 
 
 def download(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> tuple[Path, str]:
     """Fetch config.json + model.safetensors of `repo_id@revision`; return (snapshot folder, commit sha)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     where = f"{repo_id}@{revision or 'main'}"
     fetch = dict(revision=revision, cache_dir=cache_dir, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
@@ -56,22 +55,8 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
             # huggingface_hub falls back to the cache by itself only when it cannot connect; a connection
             # dropped mid-answer lands here: serve this revision's cached snapshot if there is one.
             folder = Path(snapshot_download(repo_id, local_files_only=True, **fetch))
-    except RepositoryNotFoundError:
-        raise ModelLoadError(f"{repo_id}: repository not found on the Hub (or it is private and no valid token "
-                             "was given: set HF_TOKEN, a Space secret on a Space, or run `hf auth login`)") from None
-    except RevisionNotFoundError:
-        raise ModelLoadError(f"{where}: revision '{revision}' not found in {repo_id}; "
-                             "list its tags and branches with `huggingface_hub.list_repo_refs`") from None
-    except GatedRepoError:
-        raise ModelLoadError(f"{repo_id}: gated repository; request access on the Hub and log in") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        raise ModelLoadError(f"{where}: the Hub cannot be reached and this revision is not in the local cache; "
-                             "check the network (and HF_ENDPOINT), or load a revision you downloaded before") from None
-    except EntryNotFoundError as exc:
-        raise ModelLoadError(f"{where}: missing file ({exc})") from None
-    except HfHubHTTPError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", "?")
-        raise ModelLoadError(f"{where}: the Hub answered HTTP {status}; try again later") from None
+    except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        raise load_error(exc, repo_id, revision) from None
     commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
     if (folder / CONFIG_NAME).is_file() and not (folder / WEIGHTS_NAME).is_file():
         raise no_weights(where, pickles_in(repo_id, commit or revision, cache_dir))
