@@ -22,10 +22,30 @@ VERSUS = " vs "
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
-# Every file of a model folder that is published (training writes them, a push uploads them).
+# The one list of a model folder's published files. Training writes MODEL_FILES and PLOTS and removes any
+# other plot a previous model left (EXPLANATIONS, from `python -m hub explain`, describes the old weights);
+# examples/ holds the user's sample images (and their annotation files): training never touches it.
 MODEL_FILES = (WEIGHTS_NAME, CONFIG_NAME, "README.md", "metrics.json", "history.csv", "train_config.json")
 PLOTS = ("plots/confusion_matrix.png", "plots/roc.png", "plots/curves.png")
+EXPLANATIONS = "plots/explanations.png"   # written by `python -m hub explain` into a local model folder
 MODEL_GLOBS = ("plots/*.png", "examples/*")
+# Never published, whatever a folder holds: pickles (unpickling runs code) and training checkpoints.
+NEVER_PUBLISHED = ("*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle", "checkpoints/*")
+
+
+def model_files(folder: str | Path) -> list[str]:
+    """Relative paths of the published files present in `folder` (what a push uploads), sorted."""
+    import fnmatch
+
+    folder = Path(folder)
+    found = {name for name in MODEL_FILES if (folder / name).is_file()}
+    for pattern in MODEL_GLOBS:
+        for path in folder.glob(pattern):
+            rel = path.relative_to(folder).as_posix()
+            if path.is_file() and not path.name.startswith(".") and \
+                    not any(fnmatch.fnmatch(rel, n) for n in NEVER_PUBLISHED):
+                found.add(rel)
+    return sorted(found)
 
 
 def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,

@@ -269,3 +269,26 @@ def test_bad_parent_is_one_line_and_writes_nothing(name, published, hub_token, t
     assert code == 2 and len(errors) == 1 and message in errors[0], err
     assert "Traceback" not in err and hub_token not in err
     assert not out.exists()
+
+
+def test_a_retrain_into_the_same_folder_publishes_no_file_of_the_old_model(published, hub_server, hub_token,
+                                                                           tmp_path):
+    import time
+
+    from hub.model import EXPLANATIONS, model_files
+
+    out = tmp_path / "model"
+    shutil.copytree(published.folder, out)
+    (out / EXPLANATIONS).write_bytes((out / "plots" / "roc.png").read_bytes())   # `hub explain` of the old weights
+    (out / "examples").mkdir()
+    shutil.copy(_batch(published.data, 1)[0], out / "examples" / "a.png")         # the user's sample: kept
+    started = time.time()
+    train_quiet(published.data, out, img_size=32, batch_size=8, epochs=1, seed=3)
+    files = model_files(out)
+    assert EXPLANATIONS not in files and "examples/a.png" in files
+    stale = [f for f in files if not f.startswith("examples/") and (out / f).stat().st_mtime < started - 1]
+    assert not stale, f"files of the old model left in the folder: {stale}"
+    repo_id = f"testorg/retrain-into-{uuid.uuid4().hex[:8]}"
+    push(out, repo_id, token=hub_token)
+    remote = set(HfApi(endpoint=hub_server.url, token=hub_token).list_repo_files(repo_id))
+    assert EXPLANATIONS not in remote and set(files) <= remote

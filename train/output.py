@@ -2,7 +2,8 @@
 
 Every published file is first written to a staging folder, then moved over the previous one, so a
 failure at any point (disk full, a plot that cannot be drawn) leaves the previous model folder as
-it was. Which files a model folder holds is `hub.model`'s contract (MODEL_FILES, PLOTS).
+it was. Which files a model folder holds is `hub.model`'s contract (MODEL_FILES, PLOTS); every other plot
+there (a previous model's explanations figure) is removed, so a push never publishes a figure of old weights.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 from hub.card import render_card
 from hub.errors import OutputError
 from hub.files import move_into_place
-from hub.model import CONFIG_NAME, MODEL_FILES, PLOTS, save_model_folder
+from hub.model import CONFIG_NAME, MODEL_FILES, PLOTS, model_files, save_model_folder
 from train.plots import plot_confusion_matrix, plot_curves, plot_roc
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
@@ -67,8 +68,12 @@ def write_model_folder(out: Path, model: torch.nn.Module, labels: list[str], dat
         plot_curves(history, staging / PLOTS[2])
         config = json.loads((staging / CONFIG_NAME).read_text())
         render_card(config, metrics, train_config).save(staging / "README.md")
-        for rel in (*MODEL_FILES, *PLOTS):
+        written = (*MODEL_FILES, *PLOTS)
+        for rel in written:
             move_into_place(staging / rel, out / rel)
+        for rel in model_files(out):  # a previous model's figures (examples/ is the user's: kept)
+            if rel.startswith("plots/") and rel not in written:
+                (out / rel).unlink()
     except OSError as exc:
         raise OutputError(f"could not write the model folder {out} ({exc.strerror or exc}); "
                           "files of a previous run there were left as they were") from None
