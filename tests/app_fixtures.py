@@ -79,6 +79,27 @@ def sample_paths(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def boxed_example(tmp_path_factory) -> tuple[Path, tuple[float, float, float, float]]:
+    """A sample image with its evidence box beside it as a YOLO file (`ring_boxed.txt`), as `make demo` publishes
+    its examples: (image path, the box as fractions x0, y0, x1, y1)."""
+    import numpy as np
+
+    from train.synthetic import make_image, yolo_line
+
+    out = tmp_path_factory.mktemp("app-boxed-example")
+    img, box = make_image("ring", 96, np.random.default_rng(11))
+    path = out / "ring_boxed.png"
+    img.save(path)
+    path.with_suffix(".txt").write_text(yolo_line(box, 96, 0))
+    return path, tuple(v / 96 for v in box)
+
+
+def examples_of(paths) -> list[tuple[str, str]]:
+    """(path, caption) of sample images, as the app's Examples tab takes them."""
+    return [(str(p), Path(p).stem) for p in paths]
+
+
+@pytest.fixture(scope="session")
 def served(random_model):
     """The random model as the app serves it (fast Score-CAM, k = SCORECAM_K)."""
     from space.serving import load
@@ -109,8 +130,9 @@ def launch(served, examples=None, **options) -> RunningApp:
 
 
 @pytest.fixture(scope="session")
-def running_app(served, sample_paths):
-    """The app on the random model, 8 model calls at once (for the concurrency test)."""
-    app = launch(served, [(str(p), p.stem) for p in sample_paths], concurrency=8)
+def running_app(served, sample_paths, boxed_example):
+    """The app on the random model with the sample images and, last, one with its expert box; 8 model calls at
+    once (for the concurrency test)."""
+    app = launch(served, examples_of([*sample_paths, boxed_example[0]]), concurrency=8)
     yield app
     app.demo.close()

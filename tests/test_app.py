@@ -256,6 +256,7 @@ def test_named_endpoints_answer_like_the_handlers(running_app, served, sample_pa
         assert Image.open(png).format == "PNG" and Image.open(png).size == Image.open(over).size == (96, 96)
         assert Image.open(heat).size == (96, 96) and handlers.METHOD_NAMES[method] in summary
         assert details["faithfulness"] is None and no_curves is None and "not measured yet" in summary  # map first
+        assert details["localisation"] is None and "pointing game" not in summary  # an upload without a box
         summary, measured, curves = client.predict(api_name=f"/{method}_faithfulness")  # ...then its figures
         one_step = handlers.explain(served, str(sample_paths[3]), method, "cross")
         for key in ("deletion", "insertion", "keep_remove"):
@@ -269,6 +270,50 @@ def test_named_endpoints_answer_like_the_handlers(running_app, served, sample_pa
     assert both["gradcam"]["rival"] == "cross" and set(both["agreement"]) == {"rank_correlation", "top_overlap"}
     assert Image.open(grad_curves).size == (320, 200)
     assert 0.0 <= both["gradcam"]["faithfulness"]["insertion"] <= 1.0
+    assert both["gradcam"]["localisation"] is None and "expert" not in table
+
+
+def box_edges(box, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of a box's drawn outline (its edge pixels and the 2 px around them) and of the pixels 4 px or more
+    away from it, on a size x size picture."""
+    x0, y0, x1, y1 = (round(v * size) for v in box)
+    inner = np.zeros((size, size), bool)
+    inner[y0:y1, x0:x1] = True
+    edge = inner.copy()
+    edge[y0 + 1:y1 - 1, x0 + 1:x1 - 1] = False
+    from scipy.ndimage import binary_dilation
+
+    return edge, ~binary_dilation(edge, iterations=4)
+
+
+def test_an_example_with_a_box_gets_it_drawn_and_scored_in_every_tab(running_app, served, boxed_example):
+    """The example published with its YOLO box file, sent as any client sends it (Gradio sees a copy in its cache,
+    found by its bytes): the box on the pictures, pointing game and energy in the text and numbers."""
+    path, box = boxed_example
+    client = Client(running_app.url, verbose=False)
+    image = handle_file(str(path))
+    plain = handlers.explain(served, str(path), "gradcam", figures=False)  # the same map without the box
+    edge, far = box_edges(box, 96)
+    (heat, over), _, summary, details, _ = client.predict(image, "", 0.5, api_name="/gradcam")
+    loc = details["localisation"]
+    assert loc["region"] == "box" and isinstance(loc["hit"], bool) and 0.0 <= loc["energy"] <= 1.0
+    assert loc["area"] == pytest.approx((box[2] - box[0]) * (box[3] - box[1]))
+    assert f"pointing game: {'hit' if loc['hit'] else 'miss'}, energy in box: {loc['energy']:.2f} (" in summary
+    assert f"({loc['ratio']:.1f}x its area share)" in summary
+    for got, ref in ((over, plain.overlay), (heat, plain.heatmap)):
+        got, ref = np.asarray(Image.open(got).convert("RGB"), np.int16), np.asarray(ref, np.int16)
+        assert (got[edge] == 255).all()                          # the white line on the box's edge
+        assert np.abs(got[far] - ref[far]).max() <= 1            # nothing else changed
+    summary, measured, _ = client.predict(api_name="/gradcam_faithfulness")  # the figures keep the line
+    assert measured["localisation"] == loc and "pointing game" in summary and "deletion **" in summary
+
+    grad_png, score_png, _, _, table, both = client.predict(image, "", 0.5, api_name="/compare")
+    assert "Against the expert box:" in table
+    for name, png in (("gradcam", grad_png), ("scorecam", score_png)):
+        loc = both[name]["localisation"]
+        line = f"{handlers.METHOD_NAMES[name]}**: pointing game: {'hit' if loc['hit'] else 'miss'}, energy in box"
+        assert line in table and f"{loc['energy']:.2f} ({loc['ratio']:.1f}x its area share)" in table
+        assert (np.asarray(Image.open(png).convert("RGB"))[edge] == 255).all()
 
 
 def test_bad_uploads_through_the_api(running_app, bad_files, odd_files):
@@ -414,7 +459,9 @@ def test_serves_a_pinned_revision_from_the_hub(hub_server, hub_token, repo_id, t
     folder = tmp_path / "v1"  # v1 with a sample image, which the Examples tab takes from the repo
     shutil.copytree(tiny_models[0], folder, ignore=shutil.ignore_patterns("checkpoints"))
     (folder / "examples").mkdir()
-    shutil.copy(next((tiny_data / "cross").glob("*.png")), folder / "examples" / "cross_case.png")
+    cross = next((tiny_data / "cross").glob("*.png"))
+    shutil.copy(cross, folder / "examples" / "cross_case.png")
+    shutil.copy(cross.with_suffix(".txt"), folder / "examples" / "cross_case.txt")  # its box travels with it
     first = push(folder, repo_id, tag="v1")
     push(tiny_models[1], repo_id, tag="v2")  # main moves on; the app must still serve v1
     served = serving.load(repo_id, "v1", max_channels=SCORECAM_K)
@@ -424,6 +471,8 @@ def test_serves_a_pinned_revision_from_the_hub(hub_server, hub_token, repo_id, t
     assert repo_id in header and first.commit[:12] in header and f"{hub_server.url}/{repo_id}" in header
     examples = sample_images.collect(served)
     assert [caption for _, caption in examples] == ["cross_case"]  # from the served revision, nothing else
+    region = sample_images.ExpertRegions(examples).of(examples[0][0])  # the box was published and downloaded
+    assert region is not None and len(region.boxes) == 1
     # Gradio serves only allowed folders: the example's snapshot folder and the blob it links to.
     allowed = sample_images.allowed_paths(examples)
     assert str(Path(examples[0][0]).resolve().parent) in allowed

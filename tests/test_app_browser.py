@@ -7,7 +7,7 @@ runs the same walk against the app as a Space runs it.
 from __future__ import annotations
 
 import pytest
-from app_fixtures import LABELS, launch
+from app_fixtures import LABELS, examples_of, launch
 from browser_fixtures import browser, page, shot, use_every_tab  # noqa: F401 - fixtures used by name
 
 from space.serving import Served
@@ -17,11 +17,21 @@ pytestmark = [pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
               pytest.mark.usefixtures("one_torch_thread")]
 
 
-def test_every_tab_in_a_browser(page, served, sample_paths):  # noqa: F811 - pytest fixtures
-    running = launch(served, [(str(p), p.stem) for p in sample_paths])
+def test_every_tab_in_a_browser(page, served, sample_paths, boxed_example):  # noqa: F811 - pytest fixtures
+    running = launch(served, examples_of([*sample_paths, boxed_example[0]]))
     try:
         use_every_tab(page, running.url, sample_paths[0], (1, sample_paths[1].stem), LABELS, "app-")
         assert "device cpu" in page.locator("#header").inner_text().replace("`", "")
+        # The sample published with its box file: clicked, then explained, it gets the box and the pointing game.
+        page.get_by_role("tab", name="Examples").click()
+        page.locator("#samples button.thumbnail-item").nth(len(sample_paths)).click()
+        page.wait_for_function(f"() => document.querySelector('#input-image img')?.src.includes("
+                               f"{boxed_example[0].stem!r})")
+        page.get_by_role("tab", name="Grad-CAM").click()
+        page.get_by_role("button", name="Run Grad-CAM").click()
+        page.wait_for_function("() => /pointing game: (hit|miss), energy in box: [0-9.]+ \\([0-9.]+x its area "
+                               "share\\)/.test(document.querySelector('#gradcam-summary').innerText)")
+        shot(page, "app-7-example-with-box")
     finally:
         running.demo.close()
 

@@ -59,3 +59,14 @@ def test_space_needs_no_training_code():
     layers; this also catches an import hidden in a string for importlib)."""
     assert files_containing(r"\btrain\b\.(synthetic|data|run|config)|import_module\(") & {
         p.relative_to(ROOT).as_posix() for p in (ROOT / "space").rglob("*.py")} == set()
+
+
+def test_the_app_layout_only_wires_endpoints():
+    """space/app.py lays out and wires; each endpoint's route (check, model call, rendering, PNG files) is one
+    method of space/endpoints.py, and the app's PNG files have one writer (space/outputs.py)."""
+    tree = ast.parse((ROOT / "space" / "app.py").read_text())
+    assert not [n.lineno for n in ast.walk(tree) if isinstance(n, (ast.Lambda, ast.Try))]
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} | {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert not {name for name in used if name.startswith(("check_", "run_", "on_gpu", "gpu_seconds", "png"))}
+    assert files_containing(r"\bget_upload_folder\(") == {"space/outputs.py"}

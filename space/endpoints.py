@@ -1,0 +1,137 @@
+"""The app's endpoints, one method each, every one the same route read top to bottom: check the request on
+the CPU, run the model (on a GPU under ZeroGPU: the one step that asks for one), render the answer.
+
+    api = Endpoints(served, examples, max_batch_size=8)  # once, before the app launches
+    api.classify(image)                                  # /classify: label -> probability
+    api.gradcam(image, target, opacity)                  # /gradcam: the map first...
+    api.gradcam_faithfulness(last)                       # /gradcam_faithfulness: ...then its figures
+    api.scorecam(image, target, opacity), api.scorecam_faithfulness(last)
+    api.compare(image, target, opacity)                  # /compare: both maps, their figures, agreement
+    api.restyle(last, opacity), api.pick(event)          # private: the opacity slider, a click on a sample
+
+The steps are `handlers` functions (check_*, run_*, result/compare_result), the GPU wrapper and its
+durations come from `serving`, the pictures leave as PNG files (`outputs.png`). When the image is an
+example with an expert annotation beside it (`samples.ExpertRegions`), its region is drawn on the pictures
+and the text says whether the map points into it. A `UserError` becomes a `gr.Error` with its one-line
+message: no traceback reaches a user.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Optional
+
+import gradio as gr
+
+from hub.errors import UserError
+from space import handlers, memory, outputs, samples
+from space.batching import Batcher
+from space.handlers import ExplainResult
+from space.serving import Served, gpu_seconds, on_gpu
+
+Examples = Optional[list[tuple[str, str]]]  # (path, caption) of the sample images
+
+
+def endpoint(method: Callable) -> Callable:
+    """An endpoint's error handling: a UserError becomes a gr.Error with the same message (no traceback);
+    after each call, freed heap pages go back to the OS (at most every few seconds: `memory.Trimmer`)."""
+    @functools.wraps(method)
+    def wrapper(self: Endpoints, *args):
+        try:
+            return method(self, *args)
+        except UserError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        finally:
+            self.trim()
+    return wrapper
+
+
+class Endpoints:
+    """Every endpoint of the app for one served model (or its load error) and its sample images."""
+
+    def __init__(self, served: Served, examples: Examples = None, max_batch_size: int = 1):
+        self.served = served
+        self.examples = list(examples or [])
+        self.regions = samples.ExpertRegions(self.examples)
+        self.trim = memory.Trimmer()  # one per app: trims are rate-limited across all its requests
+        # The model calls, wrapped once here: ZeroGPU takes its GPU functions before the app launches, and asks
+        # for the seconds each call's own work needs. On a CPU or plain CUDA they are the plain functions.
+        self.classify_on_gpu = on_gpu(lambda images: handlers.classify_batch(served, images),
+                                      lambda images: gpu_seconds(served, "classify", (0, 0), len(images)))
+        # Two steps per CAM tab, each its own GPU call: the map (Grad-CAM ~1 pass, the user waits for it), then
+        # its faithfulness figures (62 passes: 90% of a Grad-CAM request's time on a CPU), shown when ready.
+        self.map_on_gpu = on_gpu(lambda request: handlers.run_explain(served, request, figures=False),
+                                 lambda request: gpu_seconds(served, request.method, request.image.size))
+        self.figures_on_gpu = on_gpu(lambda e: handlers.run_figures(served, e),
+                                     lambda e: gpu_seconds(served, "faithfulness", (0, 0)))
+        self.compare_on_gpu = on_gpu(lambda request: handlers.run_compare(served, request),
+                                     lambda request: gpu_seconds(served, "compare", request.image.size))
+        # /classify requests that wait together share one forward pass (space/batching.py); each request is
+        # checked in its own event first, so a bad upload fails only itself.
+        self.batched = Batcher(self.classify_on_gpu, max_batch_size) if max_batch_size > 1 else None
+
+    @endpoint
+    def classify(self, image: Optional[str]) -> dict[str, float]:
+        """/classify: label -> probability of the image, most likely first."""
+        checked = handlers.check_image(self.served, image)
+        if self.batched is not None:
+            return self.batched(checked)
+        return self.classify_on_gpu([checked])[0]
+
+    @endpoint
+    def gradcam(self, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
+        """/gradcam: the Grad-CAM map; its figures follow in /gradcam_faithfulness."""
+        return self.explain_map("gradcam", image, target, opacity)
+
+    @endpoint
+    def gradcam_faithfulness(self, last: Optional[ExplainResult]) -> tuple:
+        """/gradcam_faithfulness: the figures of the session's last map."""
+        return self.measure(last)
+
+    @endpoint
+    def scorecam(self, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
+        """/scorecam: the Score-CAM map; its figures follow in /scorecam_faithfulness."""
+        return self.explain_map("scorecam", image, target, opacity)
+
+    @endpoint
+    def scorecam_faithfulness(self, last: Optional[ExplainResult]) -> tuple:
+        """/scorecam_faithfulness: the figures of the session's last map."""
+        return self.measure(last)
+
+    def explain_map(self, method: str, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
+        """A CAM tab's first step: (heatmap, overlay) for the slider, the overlay to download, the summary, the
+        details, no curves yet, and the result the session keeps (for the figures and the opacity slider)."""
+        request = handlers.check_explain(self.served, image, method, target, opacity, self.regions.of(image))
+        e = self.map_on_gpu(request)
+        r = handlers.result(e, request.opacity, request.region)
+        overlay = outputs.png(r.overlay)
+        return (outputs.png(r.heatmap, "heatmap"), overlay), overlay, r.summary, r.details, None, r
+
+    def measure(self, last: Optional[ExplainResult]) -> tuple:
+        """A CAM tab's second step: the summary, details and curves of the last map with its figures, kept."""
+        e = self.figures_on_gpu(handlers.check_figures(self.served, last))
+        r = handlers.with_figures(last, e)
+        return r.summary, r.details, outputs.png(r.curves, "curves"), r
+
+    @endpoint
+    def compare(self, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
+        """/compare: both maps of one class side by side, their curves, a table of both, every number."""
+        request = handlers.check_explain(self.served, image, "compare", target, opacity, self.regions.of(image))
+        grad, score = self.compare_on_gpu(request)
+        r = handlers.compare_result(grad, score, request.opacity, request.region)
+        return (outputs.png(r.gradcam.overlay), outputs.png(r.scorecam.overlay),
+                outputs.png(r.gradcam.curves, "curves"), outputs.png(r.scorecam.curves, "curves"), r.table,
+                {"gradcam": r.gradcam.details, "scorecam": r.scorecam.details, "agreement": r.agreement})
+
+    @endpoint
+    def restyle(self, last: Optional[ExplainResult], opacity: float) -> tuple:
+        """The opacity slider: the session's last map redrawn at `opacity` (no model call)."""
+        if last is None:  # nothing computed yet in this session
+            return gr.skip(), gr.skip()
+        heat, over = handlers.render(last.explanation, opacity, last.region)
+        overlay = outputs.png(over)
+        return (outputs.png(heat, "heatmap"), overlay), overlay
+
+    def pick(self, evt: gr.SelectData) -> str:
+        """A click on a sample: its file becomes the shared input image."""
+        return self.examples[evt.index][0]
