@@ -96,8 +96,8 @@ def example_region(image: Path) -> Optional[Region]:
     files = annotation_files(image)
     if not files:
         return None
-    # hub.annotations reads a folder of annotations only (images beside them would be read as masks):
-    # give it this image's files alone
+    # read_annotations takes a whole folder, all or nothing, and refuses a file it cannot match: given this
+    # image's files alone, a broken or stray file in examples/ costs only its own example's region
     with tempfile.TemporaryDirectory(prefix="annotation-") as tmp:
         for f in files:
             shutil.copyfile(f, Path(tmp) / f.name)
