@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from hub.errors import AnnotationError
-from hub.images import image_extensions, load_image
+from hub.images import is_image_file, load_image
 
 MASK_SUFFIX = "_mask"
 # Files an annotation folder may hold that are not annotations (YOLO exports ship classes.txt).
@@ -152,7 +152,6 @@ def _only_json(folder: Path) -> bool:
 
 
 def _read_folder(folder: Path, by_key: dict[str, Path], role: str) -> dict[Path, Region]:
-    mask_exts = image_extensions()
     # Box files may sit beside the images (DIR is the image folder): the images themselves are not masks.
     images = {p.resolve() for p in by_key.values()}
     regions: dict[Path, Region] = {}
@@ -160,10 +159,11 @@ def _read_folder(folder: Path, by_key: dict[str, Path], role: str) -> dict[Path,
         rel = f.relative_to(folder)
         if not f.is_file() or any(part.startswith(".") for part in rel.parts) or f.name.lower() in NOT_ANNOTATIONS:
             continue
-        if f.suffix.lower() in mask_exts and f.resolve() in images:
-            continue
         suffix = f.suffix.lower()
-        if suffix not in mask_exts and suffix != ".txt":
+        is_mask = suffix != ".txt" and is_image_file(f)   # the project's one rule for what is an image file
+        if is_mask and f.resolve() in images:
+            continue
+        if not is_mask and suffix != ".txt":
             raise AnnotationError(f"{role}: {f} is neither a YOLO .txt box file nor a mask image; remove it "
                                   "or point the option at a folder of annotations only")
         key = _key(rel)
