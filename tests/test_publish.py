@@ -1,12 +1,15 @@
 """Publishing to the Hub and loading back, against the local Hub-compatible server (real client)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -227,3 +230,120 @@ def test_train_with_push_to_and_pretrained_from_hub(hub_server, hub_token, repo_
     card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision="v1"))
     assert card.data.base_model == "timm/resnet50.a1_in1k"  # initialised from the (test) Hub's ImageNet weights
     assert torch.equal(from_pretrained(repo_id, revision="v1").model.fc.weight, from_pretrained(out).model.fc.weight)
+
+
+# ---- pushes at the same time: parent_commit, 412 and taken tags ---------------------------------------------------
+
+def folder_copy(source: Path, dest: Path, extra: str | None = None, drop: str | None = None) -> Path:
+    """A publishable copy of a model folder, with one file more (`extra`, a copy of the ROC plot) or one less."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("checkpoints"))
+    if extra:
+        (dest / extra).write_bytes((dest / "plots" / "roc.png").read_bytes() + extra.encode())
+    if drop:
+        (dest / drop).unlink()
+    return dest
+
+
+def assert_holds_exactly(hub_server, repo_id: str, tag: str, folder: Path) -> None:
+    """The commit `tag` points to has exactly the folder's publishable files (plus its card and .gitattributes),
+    each with the folder's content (git blob sha1 for regular files, sha256 for LFS ones)."""
+    from hubserver import git_blob_sha1
+
+    files = hub_server.commits(repo_id, ref=tag)[0]["files"]
+    assert set(files) == set(publishable_files(folder)) | {"README.md", ".gitattributes"}, tag
+    for rel in set(publishable_files(folder)) - {"README.md"}:  # the card is rendered anew for its tag
+        data = (folder / rel).read_bytes()
+        assert files[rel] in (git_blob_sha1(data), hashlib.sha256(data).hexdigest()), (tag, rel)
+    card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=tag)).text
+    assert f'revision="{tag}"' in card
+
+
+def stale_commits(hub_server, seen: int) -> int:
+    return sum(r.method == "POST" and "/commit/" in r.path and r.status == 412 for r in hub_server.requests[seen:])
+
+
+def test_two_auto_tag_pushes_at_once_end_as_consecutive_tags_with_every_file(hub_server, hub_token, repo_id,
+                                                                            tiny_models, tmp_path, monkeypatch):
+    v1, v2 = tiny_models
+    push(v1, repo_id, tag="auto")
+    a = folder_copy(v1, tmp_path / "a", extra="plots/only_in_a.png")
+    b = folder_copy(v2, tmp_path / "b", drop="plots/roc.png")
+    both_read = threading.Barrier(2)
+    first = threading.local()
+    create_commit = HfApi.create_commit
+
+    def commit_once_both_have_read(self, *args, **kwargs):  # each push read the same head before either commits
+        if not getattr(first, "done", False):
+            first.done = True
+            both_read.wait(60)
+        return create_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", commit_once_both_have_read)
+    seen = len(hub_server.requests)
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip("ab", pool.map(lambda folder: push(folder, repo_id, tag="auto"), (a, b))))
+    assert sorted(r.tag for r in results.values()) == ["v2", "v3"]
+    assert stale_commits(hub_server, seen) >= 1  # one push's first commit was refused as stale, then it tried again
+    for name, folder in (("a", a), ("b", b)):
+        assert_holds_exactly(hub_server, repo_id, results[name].tag, folder)
+    assert [t.name for t in HfApi().list_repo_refs(repo_id).tags] == ["v1", "v2", "v3"]
+    assert hub_server.commits(repo_id)[0]["id"] == next(r.commit for r in results.values() if r.tag == "v3")
+    card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision="v3")).text
+    assert "`v1`" in card and "`v2`" in card  # the history of the later push knows the earlier one
+
+
+def test_a_push_commits_again_when_its_tag_was_taken_between_its_commit_and_its_tag(hub_server, hub_token, repo_id,
+                                                                                    tiny_models, tmp_path,
+                                                                                    monkeypatch):
+    v1, v2 = tiny_models
+    push(v1, repo_id, tag="auto")
+    a = folder_copy(v1, tmp_path / "a", extra="plots/only_in_a.png")
+    b = folder_copy(v2, tmp_path / "b")
+    create_tag = HfApi.create_tag
+    other = {}
+
+    def another_push_first(self, *args, **kwargs):  # b pushes completely between a's commit and a's tag
+        if not other:
+            other["b"] = True
+            other["b"] = push(b, repo_id, tag="auto")
+        return create_tag(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_tag", another_push_first)
+    result = push(a, repo_id, tag="auto")
+    assert (other["b"].tag, result.tag) == ("v2", "v3")
+    history = hub_server.commits(repo_id)
+    assert [c["message"] for c in history[:3]] == ["Publish v3", "Publish v2", "Publish v2"]
+    assert history[0]["id"] == result.commit and history[1]["id"] == other["b"].commit
+    assert history[2]["files"] == history[0]["files"] | {"README.md": history[2]["files"]["README.md"]}  # a, untagged
+    assert_holds_exactly(hub_server, repo_id, "v2", b)
+    assert_holds_exactly(hub_server, repo_id, "v3", a)
+
+
+def test_a_push_that_keeps_losing_the_race_gives_up_in_one_line(hub_server, hub_token, repo_id, tiny_models,
+                                                                monkeypatch):
+    from hub.publish import COMMIT_ATTEMPTS
+
+    v1, v2 = tiny_models
+    push(v1, repo_id, tag="auto")
+    create_commit = HfApi.create_commit
+    inside = threading.local()
+
+    def someone_commits_first(self, *args, **kwargs):
+        if not getattr(inside, "other", False):
+            inside.other = True
+            try:
+                HfApi().upload_file(path_or_fileobj=os.urandom(8), path_in_repo="other.bin", repo_id=repo_id)
+            finally:
+                inside.other = False
+        return create_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", someone_commits_first)
+    seen = len(hub_server.requests)
+    with pytest.raises(PublishError) as info:
+        push(v2, repo_id, tag="auto")
+    text = str(info.value)
+    assert "\n" not in text and f"other commits kept landing on main first ({COMMIT_ATTEMPTS} tries" in text
+    assert "nothing was committed. Run the same command again" in text
+    assert stale_commits(hub_server, seen) == COMMIT_ATTEMPTS
+    assert not [c for c in hub_server.commits(repo_id) if c["message"] == "Publish v2"]
+    assert [t.name for t in HfApi().list_repo_refs(repo_id).tags] == ["v1"]
