@@ -1,12 +1,14 @@
-"""`python -m space deploy`: what the Space receives (committed files only, one commit), how it is created
-(variables, secrets and hardware in the create call), private models (the HF_TOKEN secret), redeploys,
-requirements per hardware, and one-line errors that change nothing on the Hub.
+"""`python -m space deploy`: what the Space receives (committed files only, one commit on the head it read), how it
+is created (variables, secrets and hardware in the create call; ZeroGPU unless told otherwise, as a free account
+must), private models (the HF_TOKEN secret), public ones preloaded, redeploys, requirements per hardware, and
+one-line errors that change nothing on the Hub, the plan rule's 402 among them.
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -14,7 +16,16 @@ import pytest
 from app_fixtures import ROOT
 from deploy_fixtures import git, make_checkout, model_repo
 
-from space.deploy import CPU_HARDWARE, TORCH_CPU_INDEX, bundle, committed_files, deploy_space, requirements_for
+from space.deploy import (
+    CPU_HARDWARE,
+    TORCH_CPU_INDEX,
+    bundle,
+    committed_files,
+    deploy_space,
+    preload_entry,
+    requirements_for,
+    space_readme,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +51,24 @@ def pin(name: str) -> str:
                 if line.startswith(f"{name}=="))
 
 
+@pytest.fixture
+def plans(hub_server):
+    """The test Hub's plans, to change for one test (testuser is free, testorg on Team); restored afterwards."""
+    before = dict(hub_server.plans)
+    yield hub_server.plans
+    hub_server.plans.clear()
+    hub_server.plans.update(before)
+
+
+def front_matter(text: str) -> str:
+    return text.split("---\n")[1]
+
+
 def deploy_cli(checkout: Path, *args: str) -> subprocess.CompletedProcess:
     """`python -m space deploy ...` run from `checkout`, as a user runs it from their clone."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-m", "space", "deploy", *args], cwd=checkout, capture_output=True,
-                          text=True, timeout=300, env=env)
+                          text=True, timeout=600, env=env)
 
 
 # ---- pure parts ----------------------------------------------------------------------------------------------------
@@ -68,6 +92,22 @@ def test_requirements_follow_the_hardware(checkout):
     assert "space/README.md" not in shipped and "space/requirements.txt" not in shipped
     assert set(shipped) == {p for p in files if p not in ("space/README.md", "space/requirements.txt")} | {
         "README.md", "requirements.txt", "app.py"}
+    assert "preload_from_hub" not in front_matter(shipped["README.md"].decode())  # none for a private model
+
+
+def test_preload_from_hub_names_the_models_files_at_the_deployed_commit(checkout):
+    files, _, _ = committed_files(checkout)
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    siblings = [".gitattributes", "README.md", "config.json", "metrics.json", "model.safetensors", "plots/roc.png",
+                "examples/ring_1.png", "examples/a scan.png", "examples/cross,2.png"]
+    entry = preload_entry("org/model", sha, siblings)
+    # the docs' format: "repository file1,file2 commit"; a name with a space or a comma cannot be listed
+    assert entry == f"org/model config.json,model.safetensors,examples/ring_1.png {sha}"
+    readme = bundle(files, "org/model", "zero-a10g", entry)["README.md"].decode()
+    assert f"models:\n  - org/model\npreload_from_hub:\n  - {entry}\n" in front_matter(readme)
+    again = space_readme(readme, "org/other")  # a redeploy for a private model drops what cannot be preloaded
+    assert "preload_from_hub" not in front_matter(again) and "models:\n  - org/other\n" in front_matter(again)
+    assert space_readme(readme, "org/model", entry) == readme  # the block is replaced, never repeated
 
 
 # ---- deploys against the test Hub ------------------------------------------------------------------------------
@@ -90,8 +130,8 @@ def test_new_space_gets_variables_secret_and_hardware_in_its_create_call(hub_ser
     commits = hub_server.commits(space_id, "space")
     assert len(commits) == 2  # the repo's creation, then ONE commit with the app
     api = HfApi()
-    assert {k: v.value for k, v in api.get_space_variables(space_id).items()} == {"MODEL_ID": repo_id,
-                                                                                 "MODEL_REVISION": "v1"}
+    assert {k: v.value for k, v in api.get_space_variables(space_id).items()} == {
+        "MODEL_ID": repo_id, "MODEL_REVISION": "v1", "MAX_BATCH_SIZE": "1"}  # batching off: never measured faster
     assert hub_server.space_secrets(space_id) == {"HF_TOKEN": hub_token}
     assert api.get_space_runtime(space_id).requested_hardware == "zero-a10g"
     pins = remote_text(space_id, "requirements.txt").splitlines()
@@ -117,14 +157,15 @@ def test_only_committed_files_are_shipped(hub_server, hub_token, repo_id, space_
         deploy_space(space_id, repo_id, "v1", checkout=repo)
     assert len(hub_server.requests) == seen  # refused before any call to the Hub
     result = deploy_space(space_id, repo_id, "v1", checkout=repo, allow_dirty=True)
-    assert result.left_out == ["hub/scratch.py", "space/app.py"] and result.hardware == "cpu-basic"
+    assert result.left_out == ["hub/scratch.py", "space/app.py"] and result.hardware == "zero-a10g"
     assert remote_text(space_id, "space/app.py") == committed  # the commit, not the edit
     files = set(HfApi().list_repo_files(space_id, repo_type="space"))
     assert "hub/scratch.py" not in files and not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     assert result.secrets == [] and hub_server.space_secrets(space_id) == {}  # a public model needs no token
-    requirements = remote_text(space_id, "requirements.txt")
-    assert requirements.startswith(f"--extra-index-url {TORCH_CPU_INDEX}\n")
-    assert pin("torchvision") + "+cpu" in requirements.splitlines()
+    assert remote_text(space_id, "requirements.txt") == (ROOT / "space" / "requirements.txt").read_text()
+    sha = HfApi().model_info(repo_id, revision="v1").sha  # a public model: the Space's build preloads it
+    readme = front_matter(remote_text(space_id, "README.md"))
+    assert f"preload_from_hub:\n  - {repo_id} config.json,model.safetensors {sha}\n" in readme
 
 
 def test_redeploy_moves_the_revision_keeps_the_hardware_and_deletes_old_files(hub_server, hub_token, repo_id,
@@ -141,8 +182,11 @@ def test_redeploy_moves_the_revision_keeps_the_hardware_and_deletes_old_files(hu
     first = deploy_space(space_id, repo_id, "v1", hardware="t4-small", checkout=checkout)
     assert first.created and first.hardware == "t4-small"
     api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="old_module.py", repo_id=space_id, repo_type="space")
+    api.add_space_variable(space_id, "MAX_BATCH_SIZE", "8")  # its owner turned batching on
     second = deploy_space(space_id, repo_id, "v2", checkout=checkout)
     assert not second.created and second.hardware == "t4-small"  # an existing Space keeps its hardware
+    assert "MAX_BATCH_SIZE" not in second.variables and second.notes == []
+    assert api.get_space_variables(space_id)["MAX_BATCH_SIZE"].value == "8"  # and its owner's batching
     commits = hub_server.commits(space_id, "space")
     assert len(commits) == 4 and commits[0]["id"] == second.commit  # create, deploy, upload, ONE redeploy
     assert "old_module.py" not in commits[0]["files"] and set(commits[0]["files"]) == set(commits[2]["files"])
@@ -191,3 +235,119 @@ def test_deploy_errors_are_one_line_and_change_nothing(hub_server, hub_token, re
     out = capsys.readouterr().out
     assert "is private and no token was stored (--no-token-secret): add a Space secret HF_TOKEN" in out
     assert hub_server.space_secrets(other) == {}
+
+
+# ---- the account's plan: ZeroGPU by default, the Hub's 402 as one line ----------------------------------------------
+
+def test_a_free_account_deploys_on_zerogpu_and_hears_of_the_two_space_limit(hub_server, hub_token, repo_id, checkout,
+                                                                            tmp_path, plans):
+    from huggingface_hub import HfApi
+
+    model_repo(repo_id, tmp_path)
+    assert HfApi().whoami()["isPro"] is False  # testuser is on the free plan
+    space_id = f"testuser/space-{uuid.uuid4().hex[:8]}"
+    refused = deploy_cli(checkout, space_id, "--model", repo_id, "--revision", "v1", "--hardware", "cpu-basic")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(f"error: {space_id}: the Hub refused to create a Gradio Space on cpu-basic "
+                                     "(HTTP 402 Payment Required: Static Spaces are free for everyone, but hosting "
+                                     "Gradio and Docker Spaces on free cpu-basic requires a PRO subscription.")
+    assert ("a Gradio Space needs a paid plan (PRO for a personal account, Team or Enterprise for an organization), "
+            "except on ZeroGPU, where a free personal account may host 2; deploy with --hardware zero-a10g (the "
+            "default for a new Space), or subscribe to PRO; nothing was created") in refused.stderr
+    assert not HfApi().repo_exists(space_id, repo_type="space")
+    done = deploy_cli(checkout, space_id, "--model", repo_id, "--revision", "v1")
+    assert done.returncode == 0, done.stderr
+    assert (f"serving {repo_id}@v1 on zero-a10g (Space variables MODEL_ID, MODEL_REVISION, MAX_BATCH_SIZE)"
+            in done.stdout)
+    assert ("note: ZeroGPU: a free account hosts at most 2 ZeroGPU Spaces (verified email, account older than 30 "
+            "days; PRO hosts 10); each call is paid by the visitor's daily ZeroGPU quota: 2 minutes without an "
+            "account, 5 with a free one, 40 with PRO") in done.stdout
+    assert HfApi().get_space_runtime(space_id).requested_hardware == "zero-a10g"
+    assert "the Space's build preloads" in done.stdout
+
+
+def test_a_pro_account_picks_any_hardware_and_an_unpaid_organization_is_told_why_not(hub_server, hub_token, repo_id,
+                                                                                    checkout, tmp_path, plans):
+    from huggingface_hub import HfApi
+
+    model_repo(repo_id, tmp_path)
+    plans["testuser"] = "pro"
+    cpu = deploy_space(f"testuser/space-{uuid.uuid4().hex[:8]}", repo_id, "v1", hardware="cpu-basic",
+                       checkout=checkout)
+    assert cpu.hardware == "cpu-basic" and cpu.notes == []
+    assert HfApi().get_space_runtime(cpu.space_id).requested_hardware == "cpu-basic"
+    zero = deploy_space(f"testuser/space-{uuid.uuid4().hex[:8]}", repo_id, "v1", checkout=checkout)
+    assert zero.hardware == "zero-a10g" and zero.notes[0].startswith("ZeroGPU: a PRO account hosts up to 10")
+    plans["testorg"] = None  # an organization without a Team or Enterprise plan hosts no Gradio Space
+    space_id = f"testorg/space-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(Exception, match=r"the Hub refused to create a Gradio Space on zero-a10g \(HTTP 402 Payment "
+                                        r"Required: .*\): a Gradio Space needs a paid plan .*; testorg needs a Team or "
+                                        r"Enterprise plan, or deploy to your own namespace; nothing was created$"):
+        deploy_space(space_id, repo_id, "v1", checkout=checkout)
+    assert not HfApi().repo_exists(space_id, repo_type="space")
+
+
+# ---- deploys at the same time: parent_commit and 412 -----------------------------------------------------------------
+
+def test_a_deploy_whose_space_moved_meanwhile_recomputes_its_deletions(hub_server, hub_token, repo_id, space_id,
+                                                                       checkout, tmp_path, monkeypatch):
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    model_repo(repo_id, tmp_path)
+    first = deploy_space(space_id, repo_id, "v1", checkout=checkout)
+    api = HfApi()
+    api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="old_module.py", repo_id=space_id, repo_type="space")
+    create_commit = HfApi.create_commit
+    other = {}
+
+    def another_commit_first(self, *args, **kwargs):  # between the deploy's read of the Space and its commit
+        if not other:
+            other["done"] = True
+            api.create_commit(space_id, repo_type="space", commit_message="someone else", operations=[
+                CommitOperationDelete("old_module.py"), CommitOperationAdd("stray.py", b"y = 2\n")])
+        return create_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", another_commit_first)
+    seen = len(hub_server.requests)
+    second = deploy_space(space_id, repo_id, "v1", checkout=checkout)
+    stale = [r for r in hub_server.requests[seen:] if r.method == "POST" and "/commit/" in r.path and r.status == 412]
+    assert len(stale) == 1  # its first commit named a head that had moved: refused, then made on the new head
+    commits = hub_server.commits(space_id, "space")
+    assert commits[0]["message"].startswith("Deploy app") and commits[1]["message"] == "someone else"
+    assert commits[0]["id"] == second.commit and set(commits[0]["files"]) == set(first.files) | {".gitattributes"}
+
+
+def test_a_deploy_that_keeps_losing_the_race_gives_up_in_one_line(hub_server, hub_token, repo_id, space_id, checkout,
+                                                                  tmp_path, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+
+    import space.deploy
+    from hub.publish import COMMIT_ATTEMPTS
+    from space.__main__ import main
+
+    model_repo(repo_id, tmp_path)
+    deploy_space(space_id, repo_id, "v1", checkout=checkout)
+    before = len(hub_server.commits(space_id, "space"))
+    create_commit = HfApi.create_commit
+    inside = threading.local()
+
+    def someone_commits_first(self, *args, **kwargs):
+        if not getattr(inside, "other", False):
+            inside.other = True
+            try:
+                HfApi().upload_file(path_or_fileobj=os.urandom(8), path_in_repo="other.bin", repo_id=space_id,
+                                    repo_type="space")
+            finally:
+                inside.other = False
+        return create_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", someone_commits_first)
+    monkeypatch.setattr(space.deploy, "CHECKOUT", checkout)
+    assert main(["deploy", space_id, "--model", repo_id, "--revision", "v1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {space_id}: other commits kept landing on main first "
+                                                   f"({COMMIT_ATTEMPTS} tries")
+    assert "nothing was committed. Run the same command again" in err
+    assert [c["message"] for c in hub_server.commits(space_id, "space")[:COMMIT_ATTEMPTS]] == [
+        "Upload other.bin with huggingface_hub"] * COMMIT_ATTEMPTS
+    assert len(hub_server.commits(space_id, "space")) == before + COMMIT_ATTEMPTS
