@@ -347,3 +347,25 @@ def test_a_push_that_keeps_losing_the_race_gives_up_in_one_line(hub_server, hub_
     assert stale_commits(hub_server, seen) == COMMIT_ATTEMPTS
     assert not [c for c in hub_server.commits(repo_id) if c["message"] == "Publish v2"]
     assert [t.name for t in HfApi().list_repo_refs(repo_id).tags] == ["v1"]
+
+
+def test_a_push_with_nothing_new_still_removes_files_another_commit_added_meanwhile(hub_server, hub_token, repo_id,
+                                                                                   tiny_models, monkeypatch):
+    """Pushing the same folder again changes nothing, and create_commit then skips the commit without checking
+    parent_commit: if a file landed meanwhile, the push must still end with exactly the folder's files."""
+    v1, _ = tiny_models
+    push(v1, repo_id)
+    create_commit = HfApi.create_commit
+    other = {}
+
+    def a_file_lands_first(self, *args, **kwargs):
+        if not other:
+            other["done"] = True
+            HfApi().upload_file(path_or_fileobj=b"stray", path_in_repo="stray.bin", repo_id=repo_id)
+        return create_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", a_file_lands_first)
+    result = push(v1, repo_id)
+    history = hub_server.commits(repo_id)
+    assert history[0]["id"] == result.commit and history[1]["message"] == "Upload stray.bin with huggingface_hub"
+    assert set(history[0]["files"]) == set(publishable_files(v1)) | {"README.md", ".gitattributes"}
