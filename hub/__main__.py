@@ -4,6 +4,7 @@
     python -m hub pull org/her2-resnet50@v2 ./her2-v2
     python -m hub explain runs/demo/model runs/demo/data --method both --out runs/demo/explained --faithfulness
     python -m hub explain runs/demo/model scans/ --out out --target "ring vs cross" --sanity
+    python -m hub explain runs/mri mri/test --annotations mri/test-boxes --out out    # does it look at the lesion?
 
 Deploying the app to a Space is the app's own command: `python -m space deploy ...`.
 """
@@ -15,6 +16,7 @@ import sys
 from hub.explain.batch import SANITY_IMAGES
 from hub.explain.cam import FAST_CHANNELS, MaxChannels, parse_max_channels
 from hub.explain.faithfulness import STEPS
+from hub.explain.localisation import TOLERANCE
 
 
 def max_channels_option(value: str) -> MaxChannels:
@@ -62,6 +64,17 @@ def parser() -> argparse.ArgumentParser:
                    help=f"images the sanity check re-explains, spread over the classes (default: {SANITY_IMAGES})")
     s.add_argument("--steps", type=int, default=STEPS,
                    help=f"steps of the deletion and insertion curves, at least 2 (default: {STEPS})")
+    s.add_argument("--annotations", metavar="DIR",
+                   help="expert regions of the images (YOLO .txt boxes, a COCO .json, or masks, matched by path "
+                        "relative to IMAGES): explain each annotated image's true class (from its folder name), "
+                        "score where each method's map lands against centre, flat and random maps, check the "
+                        "answer with the region hidden; localisation.csv and localisation.json in --out and, "
+                        "for a local model folder, its metrics.json and model card")
+    s.add_argument("--tolerance", type=float, default=TOLERANCE, metavar="PX",
+                   help=f"pointing game: a hit within this many pixels of the region (default: {TOLERANCE:g})")
+    s.add_argument("--split-name", metavar="NAME",
+                   help="--annotations: the name the figures get in metrics.json and on the card "
+                        "(default: the name of the IMAGES folder)")
     s.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the overlays (default: 0.5)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     return p
@@ -81,6 +94,7 @@ def run_explain(args: argparse.Namespace) -> None:
         example_figure,
         explain_images,
         is_model_folder,
+        read_item_annotations,
         record_faithfulness,
         sanity_reports,
         summarise,
@@ -96,11 +110,23 @@ def run_explain(args: argparse.Namespace) -> None:
     if args.sanity_images < 1:
         raise ValueError(f"--sanity-images must be at least 1, got {args.sanity_images}")
     steps = check_steps(args.steps, "--steps")
+    if args.tolerance < 0:
+        raise ValueError(f"--tolerance must be >= 0 pixels, got {args.tolerance:g}")
+    if (args.tolerance != TOLERANCE or args.split_name) and not args.annotations:
+        raise ValueError("--tolerance and --split-name score maps against expert regions: add --annotations DIR")
     clf = from_pretrained(args.model, device=args.device)
     k = resolve_max_channels(max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
     methods = ["gradcam", "scorecam"] if args.method == "both" else [args.method]
     k = "exact" if k is None else k
+    annotations = None
+    if args.annotations:  # read (and refused) before anything is written
+        annotations = read_item_annotations(args.annotations, items, args.images)
+        unlabelled = [str(i.path) for i in items if i.truth is None and annotations.get(i.path) is not None]
+        if unlabelled:
+            raise ValueError(f"--annotations: {len(unlabelled)} annotated image(s) are not in a folder named after one "
+                             f"of the model's labels {clf.labels} (e.g. {unlabelled[0]}); the region is the evidence "
+                             "of the true class, which comes from the folder")
     rows = explain_images(clf, items, methods, args.out, max_channels=k, target=args.target,
                           true_class=args.faithfulness, opacity=args.opacity, steps=steps)
     out = Path(args.out)
@@ -131,6 +157,8 @@ def run_explain(args: argparse.Namespace) -> None:
                   f"(randomised cumulatively: {figures}; pass: both < {r['threshold']})")
             if method in summary:
                 summary[method]["sanity"] = {key: r[key] for key in ("images", "steps", "passed", "threshold")}
+    if annotations is not None:
+        run_localisation(args, clf, items, annotations, methods, k)
     if args.faithfulness:
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         if is_model_folder(args.model):
@@ -142,10 +170,42 @@ def run_explain(args: argparse.Namespace) -> None:
                   "(python -m hub pull), run explain on that folder and push it")
 
 
+def run_localisation(args: argparse.Namespace, clf, items, annotations, methods: list[str], k) -> None:
+    """--annotations: the lesion report of the annotated items, into --out and the model folder."""
+    import json
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from hub.explain.batch import (
+        LOCALISATION_NAME,
+        annotation_root,
+        is_model_folder,
+        record_localisation,
+        write_localisation,
+    )
+    from hub.explain.lesion import lesion_rows, report_lines, summarise
+
+    out = Path(args.out)
+    todo = [(i.path, i.truth) for i in items if annotations.get(i.path) is not None]
+    with tqdm(total=len(todo), desc="lesion", unit="image") as bar:
+        rows = lesion_rows(clf.model, todo, annotations, methods, args.tolerance, k, device=clf.device,
+                           transform=clf.transform, progress=lambda done, total: bar.update(done - bar.n))
+    report = summarise(rows, len(items) - len(todo), args.tolerance)
+    csv_path = write_localisation(out, rows, clf.labels, methods)
+    (out / LOCALISATION_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    name = args.split_name or annotation_root(args.images).name
+    print("\n".join(report_lines(report, name)))
+    print(f"wrote {csv_path} and {out / LOCALISATION_NAME}")
+    if is_model_folder(args.model):
+        record_localisation(args.model, name, report)
+        print(f"wrote the localisation figures of '{name}' into {Path(args.model) / 'metrics.json'} and its model card")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; expected failures print one line and exit 2."""
     args = parser().parse_args(argv)
-    from hub.errors import ModelLoadError, PublishError
+    from hub.errors import AnnotationError, ModelLoadError, PublishError
     from hub.publish import pull, push
 
     try:
@@ -168,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             repo, _, rev = args.repo.partition("@")
             folder, sha = pull(repo, args.out, revision=rev or None)
             print(f"pulled {repo}@{rev or 'main'} (commit {sha}) into {folder}")
-    except (PublishError, ModelLoadError, ValueError, OSError) as exc:
+    except (PublishError, ModelLoadError, AnnotationError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

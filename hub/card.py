@@ -26,8 +26,8 @@ def _fmt(value: float | None) -> str:
 METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
 
 
-def _interval(f: dict) -> str:
-    return f"{f['mean']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+def _interval(f: dict, digits: int = 3) -> str:
+    return f"{f['mean']:.{digits}f} [{f['low']:.{digits}f}, {f['high']:.{digits}f}]"
 
 
 def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
@@ -48,6 +48,35 @@ def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
                        steps=f["sanity"]["steps"])
         rows.append(row)
     return rows
+
+
+LESION_MAPS = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM", "centre": "centre (baseline)",
+               "flat": "flat (baseline)", "random": "random (baseline)"}
+LESION_VIEWS = {"as_is": "as is", "hidden": "lesion hidden", "only": "only the lesion"}
+SPLIT_ORDER = ("validation", "test")   # then any other name (python -m hub explain --split-name), sorted
+
+
+def localisation_tables(localisation: dict | None) -> list[dict[str, Any]]:
+    """The card's "Does the model look at the lesion?" tables, one per split, as display strings."""
+    tables = []
+    names = sorted(localisation or {}, key=lambda n: (SPLIT_ORDER.index(n) if n in SPLIT_ORDER else 2, n))
+    for name in names:
+        r = localisation[name]
+        maps = []
+        for key, f in [*r["methods"].items(), *r["baselines"].items()]:
+            label = LESION_MAPS.get(key, key)
+            if f.get("mode") == "fast":
+                label += f" (fast, k={f['masked_passes']})"
+            maps.append({"name": label, "pointing_game": _interval(f["pointing_game"]),
+                         "energy": _interval(f["energy"]), "ratio": _interval(f["ratio"], 2)})
+        shortcut = [{"name": LESION_VIEWS.get(v, v), "accuracy": _interval(a)}
+                    for v, a in r["shortcut"]["accuracy"].items()]
+        tables.append({"split": name, "images": r["images"], "skipped": r["skipped"],
+                       "tolerance": f"{r['tolerance']:g}",
+                       "resampled": "whole patients" if r["resampled"] == "groups" else "images",
+                       "area": f"{100 * r['area']['mean']:.1f}%", "grow": f"{100 * r['shortcut']['grow_share']:.0f}%",
+                       "maps": maps, "shortcut": shortcut})
+    return tables
 
 
 def _ci(m: dict, key: str) -> str:
@@ -179,6 +208,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         faithfulness=faithfulness_rows(faith),
         faithfulness_setup=next(iter(faith.values()), {}),
         agreement=next((f["agreement"] for f in faith.values() if "agreement" in f), None),
+        localisation=localisation_tables(metrics.get("localisation")),
         parent=parent,
         compared=_compared(parent, metrics, revision if repo_id else None),
         split=metrics.get("split"),

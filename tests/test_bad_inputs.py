@@ -243,6 +243,27 @@ def explain_cli(*extra, model_size: Optional[int] = None) -> Callable:
     return make
 
 
+def explain_cli_annotated(write: Callable[[Path], object], *extra, folder: str = "ann") -> Callable:
+    """argv for `python -m hub explain ... --annotations ann/` on the table's model and its one sample image
+    (ok.png, 48 x 48, matched as 'ok'), with `write(ann)` filling the annotation folder."""
+    def make(ctx):
+        argv = explain_cli("--annotations", str(ctx.tmp / folder), *extra)(ctx)
+        (ctx.tmp / "ann").mkdir(exist_ok=True)
+        write(ctx.tmp / "ann")
+        return argv
+    return make
+
+
+def mask_png(size: tuple[int, int], value: int) -> Callable[[Path], None]:
+    return lambda folder: Image.new("L", size, value).save(folder / "ok.png")
+
+
+def coco_of(file_name: str) -> Callable[[Path], None]:
+    return lambda folder: (folder / "boxes.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": file_name, "width": 48, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "bbox": [4, 4, 10, 10]}]}))
+
+
 def space_env(model: str = "public", revision: str = "v1", token: bool = True) -> Callable:
     """The environment a Space starts with: MODEL_ID of a 'public' or 'private' repo (or 'none'), MODEL_REVISION,
     and HF_TOKEN only when `token`."""
@@ -410,6 +431,29 @@ ROWS = {
     "cli: --steps 0 with --sanity": Row("explain-cli", explain_cli("--steps", "0", "--sanity"), "--steps must be"),
     "cli: input too small for the layer": Row("explain-cli", explain_cli(model_size=32),
                                               "gives a 1x1 map at this model's input size"),
+    # python -m hub explain --annotations: the reader's refusals, before anything is written
+    "cli: annotation for a missing image": Row("explain-cli", explain_cli_annotated(
+        lambda d: (d / "gone.txt").write_text("0 0.5 0.5 0.2 0.2\n")), "gone.txt has no image gone.* under the image"),
+    "cli: malformed YOLO line": Row("explain-cli", explain_cli_annotated(
+        lambda d: (d / "ok.txt").write_text("0 0.5 0.5\n")), "ok.txt line 1: not a YOLO box 'class cx cy w h'"),
+    "cli: YOLO box outside [0, 1]": Row("explain-cli", explain_cli_annotated(
+        lambda d: (d / "ok.txt").write_text("0 1.2 0.5 0.1 0.1\n")), "ok.txt line 1: box outside the image"),
+    "cli: mask of another size": Row("explain-cli", explain_cli_annotated(mask_png((10, 12), 255)),
+                                     "ok.png is 10x12 but its image"),
+    "cli: all-zero mask": Row("explain-cli", explain_cli_annotated(mask_png((48, 48), 0)),
+                              "ok.png is all zero (no region)"),
+    "cli: COCO file naming an unknown image": Row("explain-cli", explain_cli_annotated(coco_of("scans/other.png")),
+                                                  "names image 'scans/other.png', which is not under the image"),
+    "cli: --annotations matching no image": Row("explain-cli", explain_cli_annotated(
+        lambda d: (d / "ok.txt").write_text("")), "matches none of the 1 image(s)"),
+    "cli: --annotations folder missing": Row("explain-cli", explain_cli_annotated(lambda d: None, folder="nowhere"),
+                                             "nowhere: no such file or folder"),
+    "cli: annotated image without a class folder": Row("explain-cli", explain_cli_annotated(
+        lambda d: (d / "ok.txt").write_text("0 0.5 0.5 0.2 0.2\n")), "not in a folder named after one of the model's"),
+    "cli: --tolerance -1": Row("explain-cli", explain_cli_annotated(
+        lambda d: (d / "ok.txt").write_text("0 0.5 0.5 0.2 0.2\n"), "--tolerance", "-1"), "--tolerance must be >= 0"),
+    "cli: --tolerance without --annotations": Row("explain-cli", explain_cli("--tolerance", "5"),
+                                                  "add --annotations DIR"),
     # a Space's start-up and deploys
     "Space with no MODEL_ID": Row("space", space_env(model="none"), "no model given: set MODEL_ID"),
     "private model, Space without a token": Row("space", space_env(model="private", token=False),

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from hub.__main__ import main
-from hub.explain.batch import CSV_NAME, SUMMARY_NAME, collect_images
+from hub.explain.batch import CSV_NAME, LOCALISATION_CSV, LOCALISATION_NAME, SUMMARY_NAME, collect_images
+from train.synthetic import load_evidence
 
 LABELS = ["ring", "cross", "checker"]
 
@@ -30,6 +31,22 @@ def images(trained_synthetic, tmp_path):
         for src in sorted((trained_synthetic.data_dir / "test" / label).glob("*.png"))[:2]:
             shutil.copy(src, root / label / src.name)
     (root / "ring" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root
+
+
+@pytest.fixture()
+def boxes(trained_synthetic, images, tmp_path):
+    """YOLO box files of `images` (their evidence boxes), except for the second cross image."""
+    evidence = load_evidence(trained_synthetic.data_dir / "test")
+    root = tmp_path / "boxes"
+    for label in LABELS:
+        for i, png in enumerate(sorted((images / label).glob(f"{label}_*.png"))):
+            if label == "cross" and i == 1:
+                continue
+            x0, y0, x1, y1 = (v / 128 for v in evidence[f"{label}/{png.name}"])
+            (root / label).mkdir(parents=True, exist_ok=True)
+            (root / label / png.with_suffix(".txt").name).write_text(
+                f"0 {(x0 + x1) / 2} {(y0 + y1) / 2} {x1 - x0} {y1 - y0}\n")
     return root
 
 
@@ -81,6 +98,37 @@ def test_batch_with_faithfulness_updates_metrics_and_card(model_copy, images, tm
     assert "](plots/explanations.png)" in card
     figure = Image.open(model_copy / "plots" / "explanations.png")
     assert figure.width == 3 * 160 and figure.height > 3 * 160           # image + 2 methods, one row per class
+
+
+def test_annotations_score_the_maps_into_a_csv_a_report_metrics_and_the_card(model_copy, images, boxes, tmp_path,
+                                                                              capsys):
+    before = json.loads((model_copy / "metrics.json").read_text())
+    out = tmp_path / "out"
+    assert main(["explain", str(model_copy), str(images), "--out", str(out), "--annotations", str(boxes),
+                 "--max-channels", "4", "--steps", "2", "--split-name", "held-out"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out: 5 annotated image(s) (2 without an annotation, skipped)" in printed   # broken.png, 1 cross
+    assert len(read_rows(out)) == 14                              # the usual CSV and overlays, as without
+    with open(out / LOCALISATION_CSV, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5 and {r["true_label"] for r in rows} == set(LABELS) and not any(r["error"] for r in rows)
+    report = json.loads((out / LOCALISATION_NAME).read_text())
+    assert (report["images"], report["skipped"], report["tolerance"]) == (5, 2, 15.0)
+    for method in ("gradcam", "scorecam"):
+        hits = [int(r[f"{method}_hit"]) for r in rows]
+        assert report["methods"][method]["pointing_game"]["mean"] == pytest.approx(sum(hits) / 5)
+        assert sum(hits) >= 4, rows   # the model reads the evidence box: its true-class maps land there
+    assert report["methods"]["scorecam"]["masked_passes"] == 4
+    assert all(float(r["flat_ratio"]) == pytest.approx(1.0) for r in rows)
+    metrics = json.loads((model_copy / "metrics.json").read_text())
+    assert metrics["localisation"] == {"held-out": report}
+    assert {k: v for k, v in metrics.items() if k != "localisation"} == before   # nothing else changed
+    card = (model_copy / "README.md").read_text()
+    g = report["methods"]["gradcam"]["pointing_game"]
+    assert "### Does the model look at the lesion?" in card and "#### held-out split" in card
+    assert f"| Grad-CAM | {g['mean']:.3f} [{g['low']:.3f}, {g['high']:.3f}] |" in card
+    assert "| Score-CAM (fast, k=4) |" in card and "| random (baseline) |" in card
+    assert "| held-out: input | accuracy |" in card and "| lesion hidden |" in card
 
 
 def test_predicted_class_batch_and_target(model_copy, images, tmp_path):

@@ -10,13 +10,16 @@ intervals, the share of images where the map beats each baseline, keep-remove) a
 check, which `record_faithfulness` writes into the model folder's metrics.json and card, with a
 figure of example overlays. An unreadable image becomes a CSV row with its error: one bad file
 never stops the batch, and rows already written stay on disk if the run is interrupted.
+With `--annotations` (expert regions, `hub.annotations`) the annotated images' true class is also scored
+against its region (`hub.explain.lesion`): localisation.csv, localisation.json, and `record_localisation`
+into metrics.json and the card. The annotations are read, and refused, before anything is written.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
@@ -26,9 +29,12 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 from torch import nn
 
+from hub.annotations import Annotations, read_annotations
 from hub.explain.cam import MaxChannels
 from hub.explain.explanation import Explanation, Target, explain
 from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS, agreement
+from hub.explain.lesion import LesionRow, csv_row
+from hub.explain.lesion import columns as lesion_columns
 from hub.explain.sanity import sanity_check
 from hub.explain.stats import bootstrap_interval
 from hub.files import write_atomic
@@ -58,6 +64,8 @@ COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method"
 CSV_NAME = "explanations.csv"
 SUMMARY_NAME = "faithfulness.json"
 SANITY_NAME = "sanity.json"
+LOCALISATION_CSV = "localisation.csv"    # --annotations: one row per annotated image (hub.explain.lesion)
+LOCALISATION_NAME = "localisation.json"  # --annotations: the lesion report
 FIGURE_NAME = "plots/explanations.png"  # in the model folder: example overlays, shown on the card
 SANITY_IMAGES = 8   # images the sanity check re-explains 3 times per method (each cascade step)
 TILE = 160          # pixels per image in the example figure
@@ -274,31 +282,80 @@ def record_faithfulness(folder: str | Path, summary: dict[str, dict], figure: Im
     """Put `summary` under "faithfulness" in the model folder's metrics.json, save `figure`, re-render its card."""
     import io
 
-    from hub.card import render_card_from_folder
-
-    folder = Path(folder)
-    metrics_path, figure_path = folder / "metrics.json", folder / FIGURE_NAME
-    if not metrics_path.is_file():
-        raise ValueError(f"{folder}: no metrics.json (not a model folder written by `python -m train`)")
-    old_metrics = metrics_path.read_text()
+    figure_path = Path(folder) / FIGURE_NAME
+    check_model_folder(folder)
     old_figure = figure_path.read_bytes() if figure_path.is_file() else None
-    metrics = json.loads(old_metrics)
-    metrics["faithfulness"] = summary
     buf = io.BytesIO()
     figure.save(buf, format="PNG")
     figure_path.parent.mkdir(exist_ok=True)
     write_atomic(figure_path, buf.getvalue())
-    write_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
     try:
-        card = render_card_from_folder(folder)
+        update_metrics(folder, lambda metrics: metrics.update(faithfulness=summary))
     except Exception:
-        write_atomic(metrics_path, old_metrics)  # keep metrics.json, the figure and README.md in step
-        if old_figure is None:
+        if old_figure is None:   # keep metrics.json, the figure and README.md in step
             figure_path.unlink()
         else:
             write_atomic(figure_path, old_figure)
         raise
-    write_atomic(folder / "README.md", str(card))
+
+
+def record_localisation(folder: str | Path, name: str, report: dict) -> None:
+    """Put the lesion `report` of split `name` under metrics.json's "localisation" and re-render the card."""
+    check_model_folder(folder)
+    update_metrics(folder, lambda metrics: metrics.setdefault("localisation", {}).update({name: report}))
+
+
+def check_model_folder(folder: str | Path) -> Path:
+    """`folder` if it has a metrics.json to update, else a ValueError saying what it is not."""
+    if not (Path(folder) / "metrics.json").is_file():
+        raise ValueError(f"{folder}: no metrics.json (not a model folder written by `python -m train`)")
+    return Path(folder)
+
+
+def update_metrics(folder: str | Path, change: Callable[[dict], object]) -> None:
+    """Apply `change` to the model folder's metrics.json and re-render its card; metrics.json is put back as it
+    was when the card fails, so metrics.json and README.md stay in step."""
+    from hub.card import render_card_from_folder
+
+    metrics_path = Path(folder) / "metrics.json"
+    old_metrics = metrics_path.read_text()
+    metrics = json.loads(old_metrics)
+    change(metrics)
+    write_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    try:
+        card = render_card_from_folder(folder)
+    except Exception:
+        write_atomic(metrics_path, old_metrics)
+        raise
+    write_atomic(Path(folder) / "README.md", str(card))
+
+
+def annotation_root(inputs: Sequence[str | os.PathLike]) -> Path:
+    """The folder annotations are matched under: the IMAGES folder, an image file's own folder, or the folder
+    that holds all of several (absolute)."""
+    folders = [Path(p) if Path(p).is_dir() else Path(p).parent for p in inputs]
+    return Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+
+
+def read_item_annotations(source: str | os.PathLike, items: Sequence[Item],
+                          inputs: Sequence[str | os.PathLike]) -> Annotations:
+    """`hub.annotations.read_annotations` of the items' images, matched under `annotation_root(inputs)`, keyed
+    by the items' paths as given."""
+    given = {Path(os.path.abspath(i.path)): i.path for i in items}
+    found = read_annotations(source, list(given), annotation_root(inputs))
+    return Annotations({given[p]: r for p, r in found.regions.items()}, tuple(given[p] for p in found.missing),
+                       found.source)
+
+
+def write_localisation(out: str | Path, rows: Sequence[LesionRow], labels: Sequence[str],
+                       methods: Sequence[str]) -> Path:
+    """The localisation CSV (one row per annotated image) in `out`."""
+    path = Path(out) / LOCALISATION_CSV
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, lesion_columns(methods))
+        writer.writeheader()
+        writer.writerows(csv_row(r, labels, methods) for r in rows)
+    return path
 
 
 def is_model_folder(source: str) -> bool:
