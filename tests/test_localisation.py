@@ -243,17 +243,17 @@ def annotated_test_set(trained_synthetic, tmp_path_factory):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"0 {(x0 + x1) / 2 / n} {(y0 + y1) / 2 / n} {(x1 - x0) / n} {(y1 - y0) / n}\n")
     images = find_images(root)
-    annotations = read_annotations(boxes, images, root)
-    labels = ["ring", "cross", "checker"]
-    chosen = [p for label in labels for p in sorted(root.glob(f"{label}/*.png"))[:8]]
-    return [(p, labels.index(p.parent.name)) for p in chosen], annotations
+    chosen = [p for label in ("ring", "cross", "checker") for p in sorted(root.glob(f"{label}/*.png"))[:8]]
+    return chosen, read_annotations(boxes, images, root)
 
 
 def test_lesion_report_on_a_trained_model_beats_the_centre(trained_synthetic, annotated_test_set):
-    from hub.model import load_local
+    from hub.model import labels_of, load_local
 
-    items, annotations = annotated_test_set
     model = load_local(trained_synthetic.model_dir)
+    labels = labels_of(model)                    # training's order (sorted folder names), not the data's
+    chosen, annotations = annotated_test_set
+    items = [(p, labels.index(p.parent.name)) for p in chosen]
     seen = []
     report = lesion_report(model, items + [("elsewhere/none.png", 0)], annotations, max_channels=8,
                            progress=lambda done, total: seen.append((done, total)))
@@ -265,7 +265,7 @@ def test_lesion_report_on_a_trained_model_beats_the_centre(trained_synthetic, an
         m = report["methods"][method]
         # the evidence box is the only class evidence: the true-class maps point at it more often than the centre
         # does, and put more of their mass there than a flat map (1.0)
-        assert m["pointing_game"]["mean"] >= centre + 0.2 and m["ratio"]["low"] > 1.5, table
+        assert m["pointing_game"]["mean"] >= centre + 0.4 and m["ratio"]["low"] > 1.5, table
     assert report["methods"]["scorecam"]["mode"] == "fast" and report["methods"]["scorecam"]["masked_passes"] == 8
     acc = report["shortcut"]["accuracy"]
     # the model reads the pattern: right as is and with only the box; hiding the box costs it most of its answers
