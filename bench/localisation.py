@@ -6,8 +6,9 @@
 Prints, for the true class of up to --limit annotated images (spread over the classes): each method's pointing
 game, energy and energy / area against the centre, flat and random baselines, the shortcut check (accuracy as is,
 lesion hidden, only the lesion), seconds per image (wall and CPU), then:
-- Grad-CAM at layer3 (8 x 8 cells at 128 px) against layer4 (4 x 4, the default), each with its own grid's
-  random baseline: does a finer map land on the lesion more often?
+- Grad-CAM at layer3 against layer4 (the default), each with its own grid's random baseline: does an earlier
+  stage (8 x 8 cells at 128 px against layer4's 4 x 4; the same 8 x 8 on a model whose layer4 is dilated to
+  output stride 16) land on the lesion more often?
 - with --dtype-check N: Score-CAM's masked passes in bf16 (the default where the CPU runs it natively) against
   fp32 on the first N images: how often the hit and how much the energy change.
 Annotations are read for every image under --data (the reader refuses boxes without an image), then limited.
@@ -28,7 +29,7 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
 
     from hub import from_pretrained
     from hub.explain.batch import collect_images, read_item_annotations, spread
-    from hub.explain.lesion import lesion_rows, report_lines, summarise
+    from hub.explain.lesion import cam_grid, lesion_rows, report_lines, summarise
 
     clf = from_pretrained(model_dir, device="cpu")
     items = collect_images([data], clf.labels)
@@ -51,14 +52,16 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
     print(f"measured: {wall:.2f} s an image wall, {cpu:.2f} s CPU time (all threads); "
           f"{len(chosen)} images in {wall * len(chosen) / 60:.1f} min")
 
-    layer3, wall3, _ = measured(methods=("gradcam",), layer="layer3")
+    layer3, _, _ = measured(methods=("gradcam",), layer="layer3")
     fine = summarise(layer3, 0, tolerance)
+    x = clf.preprocess(chosen[0][0])
     print("Grad-CAM target layer (pointing game, energy / area):")
     for name, r in (("layer4", report), ("layer3", fine)):
         g, b = r["methods"]["gradcam"], r["baselines"]["random"]
-        print(f"  {name}: Grad-CAM {g['pointing_game']['mean']:.3f} [{g['pointing_game']['low']:.3f}, "
-              f"{g['pointing_game']['high']:.3f}], ratio {g['ratio']['mean']:.2f}; random on its grid "
-              f"{b['pointing_game']['mean']:.3f}, ratio {b['ratio']['mean']:.2f}")
+        cells = "x".join(map(str, cam_grid(clf.model, x, name)))
+        print(f"  {name} ({cells} cells): Grad-CAM {g['pointing_game']['mean']:.3f} "
+              f"[{g['pointing_game']['low']:.3f}, {g['pointing_game']['high']:.3f}], ratio {g['ratio']['mean']:.2f}; "
+              f"random on its grid {b['pointing_game']['mean']:.3f}, ratio {b['ratio']['mean']:.2f}")
     if dtype_check:
         subset = chosen[:dtype_check]
         fp32 = lesion_rows(clf.model, subset, found, methods=("scorecam",), tolerance=tolerance,
