@@ -22,7 +22,9 @@ DISCLAIMER = ("**Research use only, not a medical device.** The predictions and 
               "and must not be used for clinical decisions.")
 QUEUE_SIZE = 16        # waiting requests beyond this are refused with "queue full", not piled up
 CONCURRENCY = 2        # model calls at once; CPU inference already uses every core
-MAX_BATCH_SIZE = 8     # /classify requests waiting together are answered by one forward pass
+# /classify requests waiting together answered by one forward pass; 1 = off: on 2 CPU cores batching measured
+# 0.88-0.94x of unbatched throughput (docs/benchmarks.md), so it is opt-in (--max-batch-size, MAX_BATCH_SIZE)
+MAX_BATCH_SIZE = 1
 MODEL_CALLS = "model"  # one concurrency group for every endpoint that runs the model: the limit is global
 STATE_SECONDS = 900    # how long a session keeps its last explanation (for the opacity slider)
 MAX_FILE_SIZE = "64mb"

@@ -1,7 +1,7 @@
 """The app's endpoints, one method each, every one the same route read top to bottom: check the request on
 the CPU, run the model (on a GPU under ZeroGPU: the one step that asks for one), render the answer.
 
-    api = Endpoints(served, examples, max_batch_size=8)  # once, before the app launches
+    api = Endpoints(served, examples, max_batch_size=1)  # once, before the app launches (>1: batched /classify)
     api.classify(image)                                  # /classify: label -> probability
     api.gradcam(image, target, opacity)                  # /gradcam: the map first...
     api.gradcam_faithfulness(last)                       # /gradcam_faithfulness: ...then its figures

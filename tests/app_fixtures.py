@@ -132,7 +132,7 @@ def launch(served, examples=None, **options) -> RunningApp:
 @pytest.fixture(scope="session")
 def running_app(served, sample_paths, boxed_example):
     """The app on the random model with the sample images and, last, one with its expert box; 8 model calls at
-    once (for the concurrency test)."""
-    app = launch(served, examples_of([*sample_paths, boxed_example[0]]), concurrency=8)
+    once (for the concurrency test) and /classify batched 8 at a time (off by default; the batching test)."""
+    app = launch(served, examples_of([*sample_paths, boxed_example[0]]), concurrency=8, max_batch_size=8)
     yield app
     app.demo.close()

@@ -364,7 +364,7 @@ def test_eight_concurrent_clients_get_the_sequential_results(running_app, served
 def test_concurrent_classify_requests_share_forward_passes_and_a_bad_upload_fails_alone(running_app, served,
                                                                                           sample_paths, bad_files):
     fn = next(f for f in running_app.demo.fns.values() if f.api_name == "classify")
-    assert (fn.concurrency_id, fn.concurrency_limit) == ("classify", 2 * app.MAX_BATCH_SIZE)  # batched wiring
+    assert (fn.concurrency_id, fn.concurrency_limit) == ("classify", 2 * 8)  # batched wiring (the fixture's 8)
     bad, message = bad_files["notes.png"]
     paths = [bad if i == 5 else sample_paths[i % len(sample_paths)] for i in range(12)]
     clients = [Client(running_app.url, verbose=False) for _ in paths]
