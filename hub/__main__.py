@@ -5,6 +5,7 @@
     python -m hub explain runs/demo/model runs/demo/data --method both --out runs/demo/explained --faithfulness
     python -m hub explain runs/demo/model scans/ --out out --target "ring vs cross" --sanity
     python -m hub explain runs/mri mri/test --annotations mri/test-boxes --out out    # does it look at the lesion?
+    python -m hub explain runs/mri scans/ export.zip --by-study --out out        # an answer per study and slice
 
 Deploying the app to a Space is the app's own command: `python -m space deploy ...`.
 """
@@ -17,6 +18,7 @@ from hub.explain.batch import SANITY_IMAGES
 from hub.explain.cam import FAST_CHANNELS, MaxChannels, parse_max_channels
 from hub.explain.faithfulness import STEPS
 from hub.explain.localisation import TOLERANCE
+from hub.study import RULE as STUDY_RULE
 
 
 def max_channels_option(value: str) -> MaxChannels:
@@ -48,7 +50,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("model", metavar="MODEL", help="model folder, or REPO_ID[@REV] on the Hub")
     s.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders (searched recursively)")
     s.add_argument("--out", required=True, help="folder for overlays/ and explanations.csv")
-    s.add_argument("--method", choices=["scorecam", "gradcam", "both"], default="both", help="default: both")
+    s.add_argument("--method", choices=["scorecam", "gradcam", "both"],
+                   help="default: both; gradcam with --by-study (one method there)")
+    s.add_argument("--by-study", action="store_true",
+                   help="IMAGES may also be zips: group the slices into studies (DICOM by series, hashed; other "
+                        "images by folder), refuse a bad study with one line before any model work, answer each "
+                        f"study by the rule '{STUDY_RULE}'; slices.csv, studies.csv and overlays/ in --out")
     s.add_argument("--max-channels", default="auto", metavar="auto|exact|K",
                    help=f"Score-CAM masked passes: auto = fast (k={FAST_CHANNELS}) on CPU, exact on CUDA; exact = "
                         "one pass per channel; K = fast mode with K passes (default: auto)")
@@ -102,6 +109,8 @@ def run_explain(args: argparse.Namespace) -> None:
     from hub.explain.cam import resolve_max_channels
     from hub.explain.faithfulness import IMPUTATION, check_steps
 
+    if args.by_study:
+        return run_by_study(args)
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
     max_channels = max_channels_option(args.max_channels)  # checked before the model is loaded
@@ -117,7 +126,7 @@ def run_explain(args: argparse.Namespace) -> None:
     clf = from_pretrained(args.model, device=args.device)
     k = resolve_max_channels(max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
-    methods = ["gradcam", "scorecam"] if args.method == "both" else [args.method]
+    methods = ["gradcam", "scorecam"] if args.method in ("both", None) else [args.method]
     k = "exact" if k is None else k
     annotations = None
     if args.annotations:  # read (and refused) before anything is written
@@ -168,6 +177,44 @@ def run_explain(args: argparse.Namespace) -> None:
         else:
             print(f"wrote {out / SUMMARY_NAME}; to show it on the card, pull the model folder "
                   "(python -m hub pull), run explain on that folder and push it")
+
+
+def run_by_study(args: argparse.Namespace) -> None:
+    """--by-study: gather and check the studies (before the model is loaded), then one row per slice and an
+    answer per study (hub.study)."""
+    import tempfile
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from hub import from_pretrained
+    from hub.explain.cam import resolve_max_channels
+    from hub.study import SLICES_CSV, STUDIES_CSV, explain_studies, read_studies
+
+    other = [flag for flag, on in (("--faithfulness", args.faithfulness), ("--sanity", args.sanity),
+                                   ("--annotations", args.annotations), ("--method both", args.method == "both"))
+             if on]
+    if other:
+        raise ValueError(f"--by-study answers each slice and study with one method; run {', '.join(other)} "
+                         "without --by-study")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
+    max_channels = max_channels_option(args.max_channels)
+    with tempfile.TemporaryDirectory(prefix="hub-study-") as work:
+        request = read_studies(args.images, work)   # refused here, before anything is loaded or written
+        clf = from_pretrained(args.model, device=args.device)
+        k = resolve_max_channels(max_channels, clf.device)
+        with tqdm(total=request.slices, desc="slices", unit="slice") as bar:
+            rows, answers = explain_studies(clf, request, args.out, args.method or "gradcam",
+                                            "exact" if k is None else k, args.target, args.opacity,
+                                            progress=lambda done, total: bar.update(done - bar.n))
+    print(f"{len(answers)} studies, {len(rows)} slices; rule: {STUDY_RULE}")
+    for a in answers:
+        print(f"{a.study}: {a.label} (mean probability {a.probability:.3f} over {a.slices} slices)")
+    if request.skipped:
+        print(f"skipped {len(request.skipped)} file(s) that are not images: {', '.join(request.skipped[:5])}")
+    out = Path(args.out)
+    print(f"wrote {out / SLICES_CSV}, {out / STUDIES_CSV} and {out / 'overlays'}")
 
 
 def run_localisation(args: argparse.Namespace, clf, items, annotations, methods: list[str], k) -> None:

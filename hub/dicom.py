@@ -19,8 +19,9 @@ import re
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import pydicom
@@ -46,6 +47,7 @@ PIP_NAMES = {"gdcm": "python-gdcm"}
 # A fixed, project-specific prefix: a bare sha256 of a short record number is a lookup-table away.
 # (Not a per-process random key: groups must be stable across runs for reproducible splits.)
 GROUP_SALT = b"explainable-resnet50/patient-group/v1:"
+SERIES_SALT = b"explainable-resnet50/series/v1:"  # `slice_header`'s series: the same reasoning
 
 # Value checks are what quote tag values (names, dates, UIDs) in pydicom's warnings and log records;
 # this module reads numbers only, so it has no use for them.
@@ -96,6 +98,35 @@ def patient_group(path: str | os.PathLike) -> str | None:
     return hashlib.sha256(GROUP_SALT + value.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class SliceHeader:
+    """What a study needs of one DICOM file before decoding it: its series (a salted hash, never the UIDs), its
+    InstanceNumber (None when absent or not a number) and its frame count."""
+
+    series: Optional[str]
+    instance: Optional[int]
+    frames: int
+
+
+def slice_header(path: str | os.PathLike, name: str) -> SliceHeader:
+    """The header of the DICOM image file `path` (`name` in messages); an ImageError when it holds no pixels.
+
+    The pixel data is not read (values over 1 KB are deferred). The series is a hash of StudyInstanceUID and
+    SeriesInstanceUID (None when the file has neither), stable across runs, and never the UIDs themselves.
+    """
+    with _header_errors(name):
+        ds = pydicom.dcmread(path, force=True, defer_size=1024)
+        _check_pixels(ds, name)
+        uids = [str(ds.get(keyword) or "").strip() for keyword in ("StudyInstanceUID", "SeriesInstanceUID")]
+        try:
+            instance = int(ds.get("InstanceNumber"))
+        except (TypeError, ValueError):
+            instance = None
+        frames = int(ds.get("NumberOfFrames") or 1)
+    series = hashlib.sha256(SERIES_SALT + "/".join(uids).encode()).hexdigest()[:12] if any(uids) else None
+    return SliceHeader(series, instance, frames)
+
+
 @contextmanager
 def _header_errors(name: str) -> Iterator[None]:
     """pydicom parses lazily and reports a malformed header with many exception types: one message for all."""
@@ -115,15 +146,7 @@ def _image_dataset(source: DicomSource, name: str, max_pixels: int) -> tuple[Dat
         fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
         # force: files named .dcm without the preamble (old ACR-NEMA style exports) are DICOM too
         ds = pydicom.dcmread(fp, force=True)
-        if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
-            if "SOPClassUID" not in ds:  # every DICOM object has one; its absence means we read garbage
-                raise ImageError(f"{name}: corrupt or truncated DICOM file (no image header could be read); "
-                                 "re-export the file from the scanner or PACS")
-            if "Rows" in ds:
-                raise ImageError(f"{name}: DICOM image header but no pixel data (the file is truncated, or was "
-                                 "saved without its pixels); export or copy it again")
-            raise ImageError(f"{name}: DICOM file has no pixel data (a report, plan or other non-image object, "
-                             "or a file cut short); export the image series instead")
+        _check_pixels(ds, name)
         rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
         frames = int(ds.get("NumberOfFrames") or 1)
         _ensure_transfer_syntax(ds)
@@ -135,6 +158,20 @@ def _image_dataset(source: DicomSource, name: str, max_pixels: int) -> tuple[Dat
                          f"the limit is {max_pixels:,})")
     _check_decoder(syntax, name)
     return ds, frames
+
+
+def _check_pixels(ds: Dataset, name: str) -> None:
+    """An ImageError saying what the file is when it holds no pixel data (a report, a truncated file, garbage)."""
+    if any(keyword in ds for keyword in PIXEL_KEYWORDS):
+        return
+    if "SOPClassUID" not in ds:  # every DICOM object has one; its absence means we read garbage
+        raise ImageError(f"{name}: corrupt or truncated DICOM file (no image header could be read); "
+                         "re-export the file from the scanner or PACS")
+    if "Rows" in ds:
+        raise ImageError(f"{name}: DICOM image header but no pixel data (the file is truncated, or was "
+                         "saved without its pixels); export or copy it again")
+    raise ImageError(f"{name}: DICOM file has no pixel data (a report, plan or other non-image object, "
+                     "or a file cut short); export the image series instead")
 
 
 def _ensure_transfer_syntax(ds: Dataset) -> None:

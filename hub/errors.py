@@ -42,6 +42,11 @@ class DeviceError(ValueError):
     """A --device that names no device, or one this machine does not have; the message says what to pass."""
 
 
+class StudyError(ValueError):
+    """A study (many slices) that cannot be answered: too many files, a zip-slip, mixed sizes, missing slices, ...;
+    the message names the file or study and says what to send instead (`hub.study`)."""
+
+
 class UserError(ValueError):
     """A request the app cannot serve; the message is shown to the person who sent it, as it is."""
 
