@@ -1,4 +1,4 @@
-"""The app's layout: a shared upload, then Classify, Grad-CAM, Score-CAM, Compare and Examples tabs.
+"""The app's layout: a shared upload, then Classify, Grad-CAM, Score-CAM, Compare and Examples tabs; a Study tab.
 
 Layout only: each button calls one method of `endpoints.Endpoints` (check, model call, rendering, in that
 order, one place per endpoint); the work is in `handlers` (pure functions), the model in `serving`, the
@@ -15,6 +15,7 @@ import gradio as gr
 from space import handlers, samples
 from space.endpoints import Endpoints
 from space.serving import Served
+from space.study import TABLE_COLUMNS, StudyEndpoint
 from space.upload import ImagePath
 
 TITLE = "Explainable image classifier"
@@ -130,6 +131,28 @@ def examples_tab(image: ImagePath, examples: list[tuple[str, str]], pick: Callab
     gallery.select(pick, None, image, api_visibility="private")
 
 
+def study_tab(study: StudyEndpoint) -> None:
+    """Many slices at once: files, a zip or a DICOM series, or a folder; answers per study, a row per slice."""
+    with gr.Row():
+        files = gr.File(file_count="multiple", label="Slices: images, DICOM files or a .zip", elem_id="study-files")
+        folder = gr.File(file_count="directory", label="...or a folder", elem_id="study-folder")
+    run = gr.Button("Answer the study", variant="primary")
+    answers = gr.Markdown(label="answers", elem_id="study-answers")
+    with gr.Row():
+        table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, scale=3, elem_id="study-table",
+                             label="Slices (select a row to see its overlay; 'overlay' names it in overlays.zip)")
+        chosen = gr.Image(label="Overlay of the selected slice", type="filepath", interactive=False, scale=2,
+                          elem_id="study-overlay")
+    gallery = gr.Gallery(label="The most confident slices (Grad-CAM)", columns=4, height="auto",
+                         elem_id="study-gallery")
+    downloads = gr.File(label="slices.csv, studies.csv, overlays.zip", file_count="multiple", interactive=False,
+                        elem_id="study-downloads")
+    overlays = gr.State([], time_to_live=STATE_SECONDS)
+    run.click(study.study, [files, folder], [answers, table, gallery, downloads, overlays, chosen],
+              api_name="study", concurrency_id=MODEL_CALLS)
+    table.select(study.pick, [overlays], [chosen], api_visibility="private", concurrency_limit=None)
+
+
 def launch_options(examples: Optional[list[tuple[str, str]]]) -> dict:
     """`demo.launch` options every launch shares: the upload size limit, and the examples' folders, which Gradio
     serves only when allowed (on a Space the Hub cache is outside its working and temp folders)."""
@@ -157,5 +180,7 @@ def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None,
                 compare_tab(image, targets, api.compare)
             with gr.Tab("Examples", id="examples"):
                 examples_tab(image, api.examples, api.pick)
+            with gr.Tab("Study", id="study"):
+                study_tab(StudyEndpoint(served))
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return demo

@@ -17,14 +17,19 @@ from PIL import Image
 
 def png(image: Image.Image, name: str = "overlay") -> str:
     """Save `image` as `<sha256 of its PNG>/<name>.png` in Gradio's cache (once) and return the path."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return file(buf.getvalue(), f"{name}.png")
+
+
+def file(data: bytes | str, name: str) -> str:
+    """Save `data` (text is UTF-8) as `<sha256 of it>/<name>` in Gradio's cache (once) and return the path."""
     from gradio.utils import get_upload_folder
 
     from hub.files import write_atomic
 
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    data = buf.getvalue()
-    path = Path(get_upload_folder()) / hashlib.sha256(data).hexdigest() / f"{name}.png"
+    data = data.encode() if isinstance(data, str) else data
+    path = Path(get_upload_folder()) / hashlib.sha256(data).hexdigest() / name
     if not path.exists():
         write_atomic(path, data)
     return str(path)
