@@ -176,11 +176,20 @@ files.os.replace = die_before_second_last
 """
 
 
+RESUME_KW = dict(epochs=2, seed=3, img_size=32)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synth, tmp_path_factory):
+    """The run both kills are compared with (trained once: it is the same run for both)."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "ref"
+    return fit(_cfg(synth / "train", out, **RESUME_KW), log=lambda s: None, progress=False)
+
+
 @pytest.mark.parametrize("kill", [KILL_AFTER_FIRST_CHECKPOINT, KILL_WHILE_WRITING_SECOND_CHECKPOINT],
                          ids=["after-checkpoint", "mid-write"])
-def test_sigkill_then_resume_matches_uninterrupted(synth, tmp_path, kill):
-    kw = dict(epochs=2, seed=3, img_size=32)
-    ref = fit(_cfg(synth / "train", tmp_path / "ref", **kw), log=lambda s: None, progress=False)
+def test_sigkill_then_resume_matches_uninterrupted(synth, uninterrupted, tmp_path, kill):
+    kw, ref = RESUME_KW, uninterrupted
     out = tmp_path / "killed"
     argv = ["--data", str(synth / "train"), "--out", str(out), "--no-pretrained", "--unfreeze", "all",
             "--img-size", "32", "--batch-size", "8", "--rotation", "0", "--color-jitter", "0", "--dropout", "0",
