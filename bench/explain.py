@@ -205,7 +205,7 @@ def worker(a) -> dict:
     device = torch.device(a.device)
     model = _load_model(a.model_dir, a.classes).to(device)
     xs = [x.to(device) for x in _inputs(model, json.loads(Path(a.paths).read_text()), a.size)]
-    dtype = resolve_dtype(device, a.dtype)
+    dtype = resolve_dtype(device, a.dtype, reduced_on_cpu=False)  # as ScoreCAM resolves it
     with torch.inference_mode():  # warm-up so every method starts from the same state
         model(xs[0])
     loaded = _restart_peak_rss()

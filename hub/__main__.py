@@ -44,8 +44,6 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pull", help="download a revision into a folder")
     s.add_argument("repo", metavar="REPO_ID[@REV]", help="e.g. org/name@v2 (default revision: main)")
     s.add_argument("out", help="folder to write")
-    s = sub.add_parser("deploy-space", help="moved: python -m space deploy SPACE_ID --model REPO_ID ...")
-    s.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     s = sub.add_parser("explain", help="heatmaps for many images: overlays/*.png and explanations.csv in --out")
     s.add_argument("model", metavar="MODEL", help="model folder, or REPO_ID[@REV] on the Hub")
     s.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders (searched recursively)")
@@ -127,7 +125,6 @@ def run_explain(args: argparse.Namespace) -> None:
     k = resolve_max_channels(max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
     methods = ["gradcam", "scorecam"] if args.method in ("both", None) else [args.method]
-    k = "exact" if k is None else k
     annotations = None
     if args.annotations:  # read (and refused) before anything is written
         annotations = read_item_annotations(args.annotations, items, args.images)
@@ -258,10 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "explain":
             run_explain(args)
-        elif args.command == "deploy-space":  # the app deploys itself now; hub knows nothing of space/
-            print("error: `python -m hub deploy-space` moved to `python -m space deploy` (same arguments): "
-                  f"python -m space deploy {' '.join(args.rest) or 'ORG/SPACE --model ORG/MODEL'}", file=sys.stderr)
-            return 2
         elif args.command == "push":
             result = push(args.folder, args.repo_id, tag=args.tag, branch=args.branch, create_pr=args.create_pr,
                           private=args.private, message=args.message)

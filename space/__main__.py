@@ -16,7 +16,6 @@ except ImportError:  # not on a ZeroGPU Space: plain CUDA or CPU
 import argparse
 import os
 import sys
-import warnings
 
 from hub.explain.cam import FAST_CHANNELS, parse_max_channels
 from space.app import CONCURRENCY, MAX_BATCH_SIZE, QUEUE_SIZE, build_demo, launch_options
@@ -27,13 +26,6 @@ def _max_channels(value: str):
         return parse_max_channels(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _scorecam_channels(value: str):
-    """The old --scorecam-channels K|0|auto spelling (0 meant exact); kept for one release."""
-    warnings.warn("--scorecam-channels is deprecated; use --max-channels auto|exact|K", DeprecationWarning,
-                  stacklevel=2)
-    return "exact" if value == "0" else _max_channels(value)
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -53,7 +45,6 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-channels", default=os.environ.get("MAX_CHANNELS", "auto"), type=_max_channels,
                    help=f"Score-CAM masked passes: auto = fast (k={FAST_CHANNELS}) on CPU, exact on CUDA; "
                         "exact; or K (env MAX_CHANNELS)")
-    p.add_argument("--scorecam-channels", dest="max_channels", type=_scorecam_channels, help=argparse.SUPPRESS)
     p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="model calls run at once")
     p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="requests that may wait in the queue")
     p.add_argument("--max-batch-size", type=int, default=int(os.environ.get("MAX_BATCH_SIZE", MAX_BATCH_SIZE)),

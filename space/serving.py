@@ -17,7 +17,7 @@ from hub.device import autocast as device_autocast
 from hub.device import autocast_dtype
 from hub.errors import ModelLoadError
 from hub.explain import faithfulness
-from hub.explain.cam import MaxChannels, resolve_max_channels
+from hub.explain.cam import MaxChannels, Passes, resolve_max_channels
 from hub.loading import from_pretrained, is_repo_id, split_revision
 
 # ZeroGPU (half an NVIDIA RTX Pro 6000 Blackwell, 48 GB, per call) schedules a call only while the
@@ -43,7 +43,7 @@ class Served:
     revision: Optional[str]                 # tag / branch / commit asked for (None for a folder)
     classifier: Optional[Classifier] = None
     error: Optional[str] = None             # plain message when the model could not be loaded
-    max_channels: MaxChannels = "exact"     # Score-CAM's k as resolved for the device: k, or "exact"
+    max_channels: Passes = "exact"          # Score-CAM's k as resolved for the device: k, or "exact"
 
     @property
     def ready(self) -> bool:
@@ -81,9 +81,8 @@ def load(source: str, revision: Optional[str] = None, device: str = "auto",
         return Served(source, rev, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the app must start and show any load failure
         return Served(source, rev, error=f"{type(exc).__name__}: {exc}")
-    k = resolve_max_channels(max_channels, classifier.device)
     return Served(source, (rev or "main") if is_repo_id(source) else None, classifier,
-                  max_channels="exact" if k is None else k)
+                  max_channels=resolve_max_channels(max_channels, classifier.device))
 
 
 def autocast(classifier: Classifier) -> contextlib.AbstractContextManager:

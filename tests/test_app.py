@@ -557,9 +557,7 @@ def test_model_and_revision_come_from_the_environment_or_flags(monkeypatch):
     assert serve_parser().parse_args(["--max-channels", "16"]).max_channels == 16
     monkeypatch.setenv("MAX_CHANNELS", "exact")
     assert serve_parser().parse_args([]).max_channels == "exact"
-    with pytest.warns(DeprecationWarning, match="--max-channels"):  # the old spelling, for one release
-        assert serve_parser().parse_args(["--scorecam-channels", "0"]).max_channels == "exact"
-    for bad in (["--max-channels", "many"], ["--max-channels", "0"]):
+    for bad in (["--max-channels", "many"], ["--max-channels", "0"], ["--scorecam-channels", "0"]):
         with pytest.raises(SystemExit):
             serve_parser().parse_args(bad)
 

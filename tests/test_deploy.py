@@ -202,7 +202,6 @@ def test_redeploy_moves_the_revision_keeps_the_hardware_and_deletes_old_files(hu
 def test_deploy_errors_are_one_line_and_change_nothing(hub_server, hub_token, repo_id, space_id, checkout,
                                                        tmp_path, capsys, monkeypatch):
     import space.deploy
-    from hub.__main__ import main as hub_main
     from space.__main__ import main
 
     model_repo(repo_id, tmp_path, private=True)
@@ -224,9 +223,6 @@ def test_deploy_errors_are_one_line_and_change_nothing(hub_server, hub_token, re
     monkeypatch.setattr(space.deploy, "CHECKOUT", tmp_path)  # not a git checkout
     assert main(["deploy", space_id, "--model", repo_id]) == 2
     assert "is not a git checkout with a commit; deploy from a clone" in capsys.readouterr().err
-    # The old spelling names the new command instead of deploying from the wrong layer.
-    assert hub_main(["deploy-space", "testorg/some-space", "--model", repo_id]) == 2
-    assert "python -m space deploy testorg/some-space --model" in capsys.readouterr().err
     with pytest.raises(Exception, match="not a Space id"):
         deploy_space("no-slash", repo_id, "v1", checkout=checkout)
     monkeypatch.setattr(space.deploy, "CHECKOUT", checkout)

@@ -89,8 +89,6 @@ def test_heatmap_has_input_size_and_range(model, method, size):
     assert 0.0 <= f["deletion"] <= 1.0 and 0.0 <= f["insertion"] <= 1.0 and -1.0 <= f["keep_remove"] <= 1.0
     assert e.seconds > 0.0 and e.layer == "layer4"
     assert (e.mode, e.passes) == (("fast", 8) if method == "scorecam" else ("gradient", 0))
-    with pytest.warns(DeprecationWarning, match="use Explanation.passes"):  # the old name, for one release
-        assert e.channels == e.passes
 
 
 def test_resnet50_and_labels_by_name():
@@ -292,10 +290,9 @@ def test_one_vocabulary_for_score_cams_k():
     from hub.explain.cam import parse_max_channels, resolve_max_channels
 
     assert [parse_max_channels(v) for v in ("auto", "exact", 12, "12")] == ["auto", "exact", 12, 12]
-    assert resolve_max_channels("auto", "cpu") == FAST_CHANNELS and resolve_max_channels("auto", "cuda") is None
-    assert resolve_max_channels("exact", "cpu") is None and resolve_max_channels(5, "cuda") == 5
-    with pytest.warns(DeprecationWarning, match="max_channels='exact'"):
-        assert parse_max_channels(None) == "exact"
-    for bad, message in ((0, "at least 1"), ("many", "'auto', 'exact' or a whole number"), (True, "whole number")):
+    assert resolve_max_channels("auto", "cpu") == FAST_CHANNELS and resolve_max_channels("auto", "cuda") == "exact"
+    assert resolve_max_channels("exact", "cpu") == "exact" and resolve_max_channels(5, "cuda") == 5
+    for bad, message in ((0, "at least 1"), ("many", "'auto', 'exact' or a whole number"), (True, "whole number"),
+                         (None, "whole number")):  # None is no longer a spelling of "exact"
         with pytest.raises(ValueError, match=message):
             parse_max_channels(bad)

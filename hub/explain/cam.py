@@ -15,9 +15,8 @@ not run: their mask is all zero, so they all share the score of one all-zero inp
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +26,11 @@ from hub.device import autocast, autocast_dtype
 from hub.explain.split import ModelSplit, split_model
 from hub.model import resolve_contrast, resolve_target
 
-# Score-CAM's k as users write it: a whole number, "exact" (every channel) or "auto".
-MaxChannels = Union[int, str]
+# Score-CAM's k as users write it: a whole number (fast mode, k masked passes), "exact" (one pass per
+# channel) or "auto" (chosen for the device by `resolve_max_channels`).
+MaxChannels = Union[int, Literal["auto", "exact"]]
+# k once the device is known: a whole number or "exact", never "auto" (what `make_cam` and the app take).
+Passes = Union[int, Literal["exact"]]
 # Fast mode's default k (masked passes) and its k-means steps: chosen by measurement (see the
 # report in bench/explain.py); a few Lloyd steps cluster as well as many.
 FAST_CHANNELS = 32
@@ -54,11 +56,8 @@ class CamResult:
     rival: Optional[int] = None  # the class explained against (target = logit A - logit B), if any
 
 
-def parse_max_channels(value: MaxChannels | None) -> MaxChannels:
+def parse_max_channels(value: MaxChannels | str) -> MaxChannels:
     """Check Score-CAM's k as given by a user: "auto", "exact" or a whole number >= 1 (digits accepted)."""
-    if value is None:  # the old spelling of "exact"
-        warnings.warn("max_channels=None is deprecated; use max_channels='exact'", DeprecationWarning, stacklevel=3)
-        return "exact"
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if value in ("auto", "exact"):
@@ -70,13 +69,13 @@ def parse_max_channels(value: MaxChannels | None) -> MaxChannels:
     return value
 
 
-def resolve_max_channels(value: MaxChannels | None, device: torch.device | str) -> Optional[int]:
-    """k masked passes for fast Score-CAM, or None for exact: 'auto' is fast on CPU (the exact 2,048
-    passes of ResNet50 take minutes there) and exact on CUDA."""
+def resolve_max_channels(value: MaxChannels | str, device: torch.device | str) -> Passes:
+    """k masked passes for fast Score-CAM, or "exact": 'auto' is fast on CPU (the exact 2,048 passes of
+    ResNet50 take minutes there) and exact on CUDA."""
     value = parse_max_channels(value)
     if value == "auto":
-        return None if torch.device(device).type == "cuda" else FAST_CHANNELS
-    return None if value == "exact" else value
+        return "exact" if torch.device(device).type == "cuda" else FAST_CHANNELS
+    return value
 
 
 def normalise(cam: torch.Tensor) -> torch.Tensor:
@@ -86,14 +85,17 @@ def normalise(cam: torch.Tensor) -> torch.Tensor:
     return (cam - lo) / (hi - lo) if hi > lo else torch.zeros_like(cam)
 
 
-def resolve_dtype(device: torch.device, dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
-    """The autocast dtype for masked passes: "auto" is bf16 (else fp16) on CUDA, none on CPU."""
+def resolve_dtype(device: torch.device, dtype: Union[str, torch.dtype, None], *,
+                  reduced_on_cpu: bool) -> Optional[torch.dtype]:
+    """The autocast dtype of a batch of passes: a named dtype as named ("float32" and None: full precision);
+    "auto" is `hub.device.autocast_dtype` (bf16, else fp16) on CUDA, and on a CPU only when `reduced_on_cpu`
+    (then bf16 where the CPU runs it natively, else none). Each caller says which "auto" it means."""
     if isinstance(dtype, torch.dtype):
         return None if dtype == torch.float32 else dtype
     if dtype in (None, "float32", "fp32"):
         return None
-    if dtype == "auto":  # reduced precision on CUDA only: on CPU the masked passes stay fp32 unless asked
-        return autocast_dtype(device) if device.type == "cuda" else None
+    if dtype == "auto":
+        return autocast_dtype(device) if reduced_on_cpu or torch.device(device).type == "cuda" else None
     names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if dtype not in names:
         raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
@@ -222,7 +224,8 @@ class ScoreCAM(BaseCAM):
                       rival: Optional[int] = None):
         """Target scores of x * upsample(mask) for every mask, batched; one host sync at the end."""
         device = x.device
-        dtype = resolve_dtype(device, self.dtype)
+        # reduced precision on CUDA only: on a CPU the masked passes stay fp32 unless a dtype is named
+        dtype = resolve_dtype(device, self.dtype, reduced_on_cpu=False)
         size = x.shape[-2:]
         if zero:  # the all-zero mask rides along with the first batch
             masks = torch.cat([masks, masks.new_zeros((1,) + masks.shape[1:])])

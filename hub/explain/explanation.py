@@ -15,7 +15,7 @@ autocast on CUDA, fp32 on CPU; "bfloat16" is worth it on CPUs with AVX512-BF16/A
 (fast mode's clustering and the faithfulness baselines), `faithfulness=False` to skip the figures of
 `hub.explain.faithfulness` (their forward passes: about 6 * steps batched images), `steps` and `imputation`
 for the deletion/insertion curves. An explicit `dtype` also sets the precision of the curves' passes;
-with "auto" they run in `hub.device.autocast_dtype`, bf16 on bf16-native CPUs too (see CURVE_DTYPE).
+with "auto" they run in `hub.device.autocast_dtype`, bf16 on bf16-native CPUs too (see `curve_dtype`).
 
 The map is placed on the image by receptive field: a padded CNN's cell i is centred on pixel
 i * stride of the model input (not in the middle of its stride-wide tile), and it is upsampled
@@ -31,7 +31,6 @@ concurrent calls give the same results as sequential ones.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Optional, Union
@@ -42,17 +41,21 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hub.device import autocast_dtype
-from hub.explain.cam import BaseCAM, FastScoreCAM, GradCAM, MaxChannels, ScoreCAM, resolve_dtype, resolve_max_channels
+from hub.explain.cam import (
+    BaseCAM,
+    FastScoreCAM,
+    GradCAM,
+    MaxChannels,
+    Passes,
+    ScoreCAM,
+    resolve_dtype,
+    resolve_max_channels,
+)
 from hub.explain.faithfulness import IMPUTATION, STEPS, Figures, check_steps, measure
 from hub.explain.imputation import check_imputation
 from hub.images import ImageInput, load_image
 from hub.model import labels_of, resolve_contrast
 
-# The curves' passes in bf16 on CPUs that run it natively, not only on CUDA as Score-CAM's: ResNet50 trained
-# on the synthetic set, 128 px, one image's 62 inputs: CPU time 2.3 s fp32 -> 1.2 s bf16, every area (map
-# and baselines) within 0.0002 of fp32's. Half the cost for no visible change in the figures.
-CURVE_DTYPE = "auto"
 # A target as users write it: a class (index or label), or two for "A rather than B": (A, B) or "A vs B".
 Target = Union[int, str, tuple, None]
 
@@ -81,12 +84,6 @@ class Explanation:
     # `add_faithfulness` can measure them later without recomputing the map.
     model_map: Optional[np.ndarray] = field(default=None, repr=False)
 
-    @property
-    def channels(self) -> int:
-        """Deprecated name of `passes` (it never was the layer's channel count)."""
-        warnings.warn("Explanation.channels is deprecated; use Explanation.passes", DeprecationWarning, stacklevel=2)
-        return self.passes
-
     def overlay(self, opacity: float = 0.5) -> Image.Image:
         """The input image with the heatmap blended on top in a jet colour map."""
         if not 0.0 <= opacity <= 1.0:
@@ -112,14 +109,18 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def make_cam(model: nn.Module, method: str, max_channels: Optional[int] = None, layer=None,
+def make_cam(model: nn.Module, method: str, max_channels: Passes = "exact", layer=None,
              batch_size: Optional[int] = None, dtype="auto", seed: int = 0) -> BaseCAM:
-    """The CAM object for `method`: Grad-CAM, exact Score-CAM (k None), or fast Score-CAM with k passes."""
+    """The CAM object for `method`: Grad-CAM, exact Score-CAM ("exact"), or fast Score-CAM with k passes (an int;
+    "auto" is the user's word, turned into one of these by `resolve_max_channels` once the device is known)."""
     if method == "gradcam":
         return GradCAM(model, layer)
     if method == "scorecam":
-        if max_channels is None:
+        if max_channels == "exact":
             return ScoreCAM(model, layer, batch_size=batch_size, dtype=dtype)
+        if isinstance(max_channels, bool) or not isinstance(max_channels, int):
+            raise ValueError(f"make_cam takes k or 'exact', got {max_channels!r}; resolve it first with "
+                             "hub.explain.cam.resolve_max_channels")
         return FastScoreCAM(model, max_channels, layer, batch_size=batch_size, dtype=dtype, seed=seed)
     raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
 
@@ -212,6 +213,13 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam", targe
     return add_faithfulness(model, e, transform, device, dtype=dtype, seed=seed, steps=steps, imputation=imputation)
 
 
+def curve_dtype(device: torch.device, dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
+    """The precision of the faithfulness curves' passes: with "auto", bf16 on CPUs that run it natively too, not
+    only on CUDA as Score-CAM's masked passes. Measured: ResNet50 trained on the synthetic set, 128 px, one image's
+    62 inputs: CPU time 2.3 s fp32 -> 1.2 s bf16, every area (map and baselines) within 0.0002 of fp32's."""
+    return resolve_dtype(device, dtype, reduced_on_cpu=True)
+
+
 def add_faithfulness(model: nn.Module, e: Explanation, transform: Optional[Callable] = None,
                      device: Union[str, torch.device, None] = None, *, dtype: Union[str, torch.dtype, None] = "auto",
                      seed: int = 0, steps: int = STEPS, imputation: str = IMPUTATION) -> Explanation:
@@ -227,9 +235,8 @@ def add_faithfulness(model: nn.Module, e: Explanation, transform: Optional[Calla
     transform = transform or model_transform(model)
     device = torch.device(device) if device is not None else model_device(model)
     x = transform(e.image).unsqueeze(0).to(device)
-    curve_dtype = autocast_dtype(device) if dtype == CURVE_DTYPE else resolve_dtype(device, dtype)
     model.eval()
     figures = measure(model, x, torch.from_numpy(e.model_map), e.target, e.rival, steps=steps,
-                      imputation=imputation, seed=seed, dtype=curve_dtype)
+                      imputation=imputation, seed=seed, dtype=curve_dtype(device, dtype))
     return replace(e, faithfulness=figures, seconds=e.seconds + time.perf_counter() - start)
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from hub.annotations import Annotations
-from hub.device import autocast, autocast_dtype
+from hub.device import autocast
 from hub.errors import AnnotationError
 from hub.explain.cam import FAST_CHANNELS, MaxChannels, resolve_dtype
 from hub.explain.explanation import cells_are_patches, explain, model_device, model_transform
@@ -155,7 +155,7 @@ def lesion_rows(model: nn.Module, items: Sequence[Item], annotations: Annotation
         raise ValueError(f"unknown method {unknown[0]!r}; choose from {list(METHODS)}")
     model.eval()
     device = torch.device(device) if device is not None else model_device(model)
-    precision = autocast_dtype(device) if dtype == "auto" else resolve_dtype(device, dtype)
+    precision = resolve_dtype(device, dtype, reduced_on_cpu=True)   # bf16 on a bf16-native CPU too: see above
     transform = transform or model_transform(model)
     labels = labels_of(model)
     todo = [(Path(p), int(t)) for p, t in items if annotations.get(Path(p)) is not None]
