@@ -3,7 +3,9 @@
 Why it exists: the real Hub is not reachable from CI, but we want the *real* `huggingface_hub` client (2.4.0) and
 timm to speak the same protocol they speak in production. Mocking the client would only test our mocks, so this
 package implements the server side of the endpoints the client actually calls, with the same JSON shapes, headers
-and error conventions. Only endpoints that the product (hub/, train/, space/) or the tests use are here.
+and error conventions. Only the endpoints and options that the product (hub/, train/, space/) calls, directly or
+through the client, are here; client features it never uses (delete patterns, commit history, PR listings,
+deleting Space variables, file sizes in repo info) are not.
 
     storage.py        repos on disk: blobs, immutable commits, refs swapped atomically (survives a restart)
     http.py           request / response plumbing, the threaded keep-alive HTTP server

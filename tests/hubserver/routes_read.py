@@ -1,8 +1,7 @@
-"""Reading a repo's files, refs and history.
+"""Reading a repo's files and refs (`list_repo_files`, `snapshot_download`'s listing, `list_repo_refs`).
 
     GET    /api/{type}s/{repo}/tree/{rev}[/{path}]   `?recursive=`; paginated with a `Link: rel="next"` header
-    GET    /api/{type}s/{repo}/refs                  `?include_prs=1` adds refs/pr/N
-    GET    /api/{type}s/{repo}/commits/{rev}         newest first
+    GET    /api/{type}s/{repo}/refs                  branches and tags
 """
 
 from __future__ import annotations
@@ -47,33 +46,16 @@ def tree(hub: HubServer, request: Request) -> Response:
 
 
 def list_refs(hub: HubServer, request: Request) -> Response:
-    """Branches, tags and (with include_prs) pull-request refs."""
+    """Branches and tags."""
     repo = hub.repo(request)
 
     def refs(kind: str, prefix: str) -> list[dict]:
         return [{"name": n, "ref": f"{prefix}{n}", "targetCommit": c} for n, c in repo.refs(kind).items()]
 
-    body = {"branches": refs("heads", "refs/heads/"), "converts": [], "tags": refs("tags", "refs/tags/")}
-    if is_true(request.arg("include_prs")):
-        body["pullRequests"] = sorted(refs("pr", "refs/pr/"), key=lambda r: int(r["name"]))
-    return json_response(body)
-
-
-def list_commits(hub: HubServer, request: Request) -> Response:
-    """History of a revision, newest first."""
-    repo = hub.repo(request)
-    cid, _ = hub.resolve(repo, request)
-    return json_response(
-        [
-            {"id": c["id"], "title": c["message"], "message": c["description"], "date": c["date"],
-             "authors": [{"user": c["author"]}]}
-            for c in repo.history(cid)
-        ]
-    )
+    return json_response({"branches": refs("heads", "refs/heads/"), "converts": [], "tags": refs("tags", "refs/tags/")})
 
 
 ROUTES = [
     route("GET", REPO_API + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?$", tree),
     route("GET", REPO_API + r"/refs$", list_refs),
-    route("GET", REPO_API + r"/commits/(?P<rev>[^/]+)$", list_commits),
 ]

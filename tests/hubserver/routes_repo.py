@@ -1,7 +1,7 @@
 """Creating a repo and describing it (`model_info` / `dataset_info` / `space_info`).
 
     POST   /api/repos/create                    409 + {"url"} when it exists (the client's exist_ok relies on it)
-    GET    /api/{type}s/{repo}[/revision/{rev}] `sha`, `siblings` (`?blobs=true` adds sizes / LFS), Space `runtime`
+    GET    /api/{type}s/{repo}[/revision/{rev}] `sha`, `siblings` (names only), Space `runtime`
 
 A Space is created with its settings in the same call (sdk, hardware, variables, secrets: see spaces.py); a
 namespace whose plan may not host it on that hardware gets 402 Payment Required. Like the Hub, an existing repo
@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 from . import spaces
 from .auth import USER, require
 from .errors import HubError
-from .http import REPO_API, Request, Response, is_true, json_response, route
-from .listing import tree_entry
+from .http import REPO_API, Request, Response, json_response, route
 from .storage import NAME_RE, TYPE_PREFIX, Repo, now_iso
 
 if TYPE_CHECKING:
@@ -68,17 +67,7 @@ def repo_info(hub: HubServer, request: Request) -> Response:
     repo = hub.repo(request)
     cid, commit = hub.resolve(repo, request)
     meta, files = repo.meta(), commit["files"]
-    with_blobs = is_true(request.arg("blobs"))
-    siblings = []
-    for path in sorted(files):
-        sibling = {"rfilename": path}
-        if with_blobs:
-            entry = tree_entry(path, files[path])
-            sibling.update(size=entry["size"], blobId=entry["oid"])
-            if "lfs" in entry:
-                lfs = entry["lfs"]
-                sibling["lfs"] = {"size": lfs["size"], "sha256": lfs["oid"], "pointerSize": lfs["pointerSize"]}
-        siblings.append(sibling)
+    siblings = [{"rfilename": path} for path in sorted(files)]  # no client call here asks for sizes (?blobs=true)
     info = {
         "_id": hashlib.sha1(repo.id.encode()).hexdigest()[:24],
         "id": repo.id,

@@ -1,6 +1,6 @@
 """Space settings: variables, secrets, hardware and the runtime they give (see spaces.py for the shapes).
 
-    GET    /api/spaces/{repo}/variables   POST / DELETE too ({key, value, description?} / {key})
+    GET    /api/spaces/{repo}/variables   POST too ({key, value, description?})
     POST   /api/spaces/{repo}/secrets     write-only: no endpoint ever returns a secret's value
     GET    /api/spaces/{repo}/runtime
     POST   /api/spaces/{repo}/hardware    {"flavor", "sleepTimeSeconds"?}; answers the new runtime
@@ -38,17 +38,6 @@ def add_variable(hub: HubServer, request: Request) -> Response:
     return json_response(meta["variables"])
 
 
-def delete_variable(hub: HubServer, request: Request) -> Response:
-    """Delete a Space variable (missing keys are ignored, like the Hub); answers the remaining variables."""
-    require(request, "write")
-    repo, key = hub.repo(request), request.json().get("key")
-    with hub.write_lock:
-        meta = repo.meta()
-        meta["variables"].pop(key, None)
-        repo.save_meta(meta)
-    return json_response(meta["variables"])
-
-
 def add_secret(hub: HubServer, request: Request) -> Response:
     """Add or update a Space secret. The answer is empty: secret values are write-only."""
     require(request, "write")
@@ -82,7 +71,6 @@ def request_hardware(hub: HubServer, request: Request) -> Response:
 ROUTES = [
     route("GET", SPACE_API + r"/variables$", get_variables),
     route("POST", SPACE_API + r"/variables$", add_variable),
-    route("DELETE", SPACE_API + r"/variables$", delete_variable),
     route("POST", SPACE_API + r"/secrets$", add_secret),
     route("GET", SPACE_API + r"/runtime$", get_runtime),
     route("POST", SPACE_API + r"/hardware$", request_hardware),
