@@ -78,8 +78,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tolerance", type=float, default=TOLERANCE, metavar="PX",
                    help=f"pointing game: a hit within this many pixels of the region (default: {TOLERANCE:g})")
     s.add_argument("--split-name", metavar="NAME",
-                   help="--annotations: the name the figures get in metrics.json and on the card "
-                        "(default: the name of the IMAGES folder)")
+                   help="--annotations or --faithfulness: the name of the split the figures get in metrics.json "
+                        "and on the card (default: the name of the IMAGES folder)")
     s.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the overlays (default: 0.5)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     return p
@@ -95,6 +95,7 @@ def run_explain(args: argparse.Namespace) -> None:
         CSV_NAME,
         SANITY_NAME,
         SUMMARY_NAME,
+        annotation_root,
         collect_images,
         example_figure,
         explain_images,
@@ -119,8 +120,10 @@ def run_explain(args: argparse.Namespace) -> None:
     steps = check_steps(args.steps, "--steps")
     if args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0 pixels, got {args.tolerance:g}")
-    if (args.tolerance != TOLERANCE or args.split_name) and not args.annotations:
-        raise ValueError("--tolerance and --split-name score maps against expert regions: add --annotations DIR")
+    if args.tolerance != TOLERANCE and not args.annotations:
+        raise ValueError("--tolerance scores maps against expert regions: add --annotations DIR")
+    if args.split_name and not (args.annotations or args.faithfulness):
+        raise ValueError("--split-name names the figures of --annotations or --faithfulness: add one of them")
     clf = from_pretrained(args.model, device=args.device)
     k = resolve_max_channels(max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
@@ -166,6 +169,9 @@ def run_explain(args: argparse.Namespace) -> None:
     if annotations is not None:
         run_localisation(args, clf, items, annotations, methods, k)
     if args.faithfulness:
+        split = args.split_name or annotation_root(args.images).name  # every figure on the card names its split
+        for s in summary.values():
+            s["split"] = split
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         if is_model_folder(args.model):
             record_faithfulness(args.model, summary, example_figure(rows, out, clf.labels))

@@ -35,7 +35,8 @@ def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
     rows = []
     for method, f in (summary or {}).items():
         mode = f["mode"] + (f" (k={f.get('masked_passes')})" if f["mode"] == "fast" else "")
-        row = {"name": METHOD_NAMES.get(method, method), "mode": mode, "images": f["images"],
+        images = f"{f['images']} ({f['split']})" if f.get("split") else f"{f['images']} (split not recorded)"
+        row = {"name": METHOD_NAMES.get(method, method), "mode": mode, "images": images,
                "deletion": "n/a", "insertion": "n/a", "random": "n/a", "centre": "n/a", "sanity": "not run",
                "keep_remove": f"{f['keep_remove']['mean']:+.3f}" if "keep_remove" in f else f"{f['mean']:+.3f}",
                "steps": []}
@@ -95,6 +96,13 @@ SPLIT_TEXT = {"random": "random per class (images of one patient can be on both 
 
 def _split_text(split: dict | None) -> str:
     return SPLIT_TEXT.get((split or {}).get("method"), "not recorded")
+
+
+def data_summary(counts: dict[str, dict[str, int]], labels: Sequence[str]) -> str:
+    """What the model was trained on, per class: the training split's counts only (validation and test images
+    were never trained on, so they do not describe its training data)."""
+    train = counts.get("train", {})
+    return "the training split's " + ", ".join(f"{train.get(lab, 0)} `{lab}`" for lab in labels) + " images"
 
 
 def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> list[EvalResult]:
@@ -174,7 +182,6 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
                               ("evaluated as the mean of each image and its mirror (flip TTA)", cfg.get("tta")))
               if on]
     counts = dataset["counts"]
-    total = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in labels}
     init = (_parent_line(parent) if parent else "initialised from ImageNet weights `" + base_model + "`" if base_model
             else f"initialised from `{cfg['init']}`" if cfg.get("init") else "trained from scratch (random init)")
     load_id = repo_id or "path/to/model-folder"
@@ -189,7 +196,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         homepage=cfg.get("homepage"),
         architecture=config.get("architecture", cfg.get("arch")),
         labels=labels,
-        data_summary=", ".join(f"{n} `{lab}`" for lab, n in total.items()) + " images",
+        data_summary=data_summary(counts, labels),
         eval_split_name="held-out test" if "test" in results else "validation",
         split_counts=counts,
         fingerprint=dataset["files_sha256"],

@@ -120,8 +120,9 @@ def _previous_revisions(api, repo_id: str, tags: Sequence[str]) -> list[dict]:
         except EntryNotFoundError:
             continue
         metrics = json.loads(Path(path).read_text())
-        m = metrics.get("test") or metrics.get("validation") or {}
-        rows.append({"revision": tag, "accuracy": m.get("accuracy"), "f1_macro": m.get("f1_macro"),
+        split = "test" if metrics.get("test") else "validation"  # the card names the split of each figure
+        m = metrics.get(split) or {}
+        rows.append({"revision": tag, "split": split, "accuracy": m.get("accuracy"), "f1_macro": m.get("f1_macro"),
                      "auc_macro": m.get("auc_macro"),
                      "commit": Path(path).parent.name})  # the cache keeps each file under snapshots/<commit>/
     return rows

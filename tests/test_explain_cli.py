@@ -88,11 +88,13 @@ def test_batch_with_faithfulness_updates_metrics_and_card(model_copy, images, tm
         assert s["images"] == 6 and s["steps"] == 5 and s["keep_remove"]["mean"] > 0.0, summary
         assert s["insertion"]["low"] > s["deletion"]["high"] and s["beats"]["both"] >= 0.5, summary
         assert s["sanity"]["images"] == 2 and len(s["sanity"]["steps"]) == 3
+        assert s["split"] == images.name  # the figures name their split: the IMAGES folder (or --split-name)
     assert summary["gradcam"]["sanity"]["passed"]
     assert json.loads((out / "sanity.json").read_text())["gradcam"]["passed"]
     assert {k: v for k, v in metrics.items() if k != "faithfulness"} == before   # nothing else changed
     card = (model_copy / "README.md").read_text()
     assert "Explanation faithfulness" in card and "| Grad-CAM |" in card and "| Score-CAM | fast (k=" in card
+    assert f"| 6 ({images.name}) |" in card
     d = summary["gradcam"]["deletion"]
     assert f"{d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]" in card and "+ layer4" in card
     assert "](plots/explanations.png)" in card
