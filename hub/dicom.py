@@ -70,11 +70,21 @@ def read_dicom(source: DicomSource, name: str, max_pixels: int) -> list[Image.Im
 
 def read_single_frame(source: DicomSource, name: str, max_pixels: int) -> Image.Image:
     """The image of a single-frame DICOM file; a multi-frame file is refused (see `read_dicom`)."""
+    return next(_images(_single_frame_dataset(source, name, max_pixels), name))
+
+
+def check_single_frame(source: DicomSource, name: str, max_pixels: int) -> None:
+    """Raise the ImageError `read_single_frame` would raise before decoding: no pixels, a zero or oversized frame,
+    several frames, no decoder for its transfer syntax. The header is parsed, the pixels are never decoded."""
+    _single_frame_dataset(source, name, max_pixels)
+
+
+def _single_frame_dataset(source: DicomSource, name: str, max_pixels: int) -> Dataset:
     ds, frames = _image_dataset(source, name, max_pixels)
     if frames > 1:
         raise ImageError(f"{name}: DICOM file has {frames} frames, not one image; use hub.images.load_frames(path) "
                          "for one image per frame")
-    return next(_images(ds, name))
+    return ds
 
 
 def patient_group(path: str | os.PathLike) -> str | None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from hub.dicom import DICOM_HEAD, DICOM_SUFFIXES, is_dicom, read_dicom, read_single_frame
+from hub.dicom import DICOM_HEAD, DICOM_SUFFIXES, check_single_frame, is_dicom, read_dicom, read_single_frame
 from hub.errors import ImageError
 
 # Decompression-bomb guard: 64 MP is far above any slide patch or MRI slice we expect.
@@ -77,6 +79,23 @@ def load_frames(source: ImageInput, max_pixels: int = MAX_PIXELS) -> list[Image.
     return _load(source, max_pixels, every_frame=True)
 
 
+def check_header(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise the ImageError `load_image(path)` would raise before decoding a pixel: no such file, empty, not an
+    image, zero or over-limit size, a DICOM file without pixels, with several frames or no decoder.
+
+    Only the header is read (a few KB of an image; a DICOM file is parsed, its pixels not decoded), so it is cheap
+    enough to run before a request queues; a truncated or corrupt body still shows up only in `load_image`.
+    """
+    path = Path(path)
+    name = str(path)
+    _check_file(path, name)
+    if is_dicom(_head(path), name):
+        check_single_frame(path, name, max_pixels)
+        return
+    with _pil_errors(name, max_pixels), Image.open(path) as img:
+        _check_size(img, name, max_pixels)
+
+
 def _load(source: ImageInput, max_pixels: int, every_frame: bool) -> list[Image.Image]:
     if isinstance(source, Image.Image):
         return [to_rgb(source, name="image", max_pixels=max_pixels)]
@@ -87,12 +106,7 @@ def _load(source: ImageInput, max_pixels: int, every_frame: bool) -> list[Image.
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         name = str(path)
-        if not path.exists():
-            raise ImageError(f"{name}: no such file")
-        if path.is_dir():
-            raise ImageError(f"{name}: is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes)")
+        _check_file(path, name)
         stream, head = path, _head(path)
     else:
         raise ImageError(f"cannot read an image from a {type(source).__name__}; "
@@ -103,15 +117,30 @@ def _load(source: ImageInput, max_pixels: int, every_frame: bool) -> list[Image.
     return [to_rgb(frame, name=name, max_pixels=max_pixels) for frame in frames]
 
 
+def _check_file(path: Path, name: str) -> None:
+    if not path.exists():
+        raise ImageError(f"{name}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{name}: is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{name}: the file is empty (0 bytes)")
+
+
 def _open(stream, name: str, max_pixels: int) -> Image.Image:
     """Open, size-check before decoding, then decode fully so truncation shows up here."""
+    with _pil_errors(name, max_pixels), Image.open(stream) as img:
+        _check_size(img, name, max_pixels)
+        img.load()
+        return to_rgb(img, name=name, max_pixels=max_pixels)
+
+
+@contextmanager
+def _pil_errors(name: str, max_pixels: int) -> Iterator[None]:
+    """PIL's many failures while opening or decoding as one ImageError each (the header check and the loader's)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as img:
-                _check_size(img, name, max_pixels)
-                img.load()
-                return to_rgb(img, name=name, max_pixels=max_pixels)
+            yield
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -16,7 +16,7 @@ from space import handlers, samples
 from space.endpoints import Endpoints
 from space.serving import Served
 from space.study import TABLE_COLUMNS, StudyEndpoint
-from space.upload import ImagePath
+from space.upload import ClassChoice, ImagePath, Opacity
 
 TITLE = "Explainable image classifier"
 DISCLAIMER = ("**Research use only, not a medical device.** The predictions and heatmaps are not a diagnosis "
@@ -63,13 +63,12 @@ def error_banner(served: Served) -> str:
             "answers with this error until it is restarted with a model that loads.</div>")
 
 
-def cam_tab(image: ImagePath, method: str, targets: list, explain: Callable, measure: Callable,
-            restyle: Callable) -> None:
+def cam_tab(image: ImagePath, method: str, targets: list, api: Endpoints) -> None:
     """One method's tab: class, opacity, run; heatmap vs overlay slider, PNG download, time; then the figures."""
     with gr.Row():
-        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain (or A vs B)", scale=2)
-        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity (redraws, no recompute)",
-                            scale=2, elem_id=f"{method}-opacity")
+        target = ClassChoice(targets, value=handlers.PREDICTED, label="Class to explain (or A vs B)", scale=2)
+        opacity = Opacity(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity (redraws, no recompute)",
+                          scale=2, elem_id=f"{method}-opacity")
         run = gr.Button(f"Run {handlers.METHOD_NAMES[method]}", variant="primary", scale=1)
     slider = gr.ImageSlider(label="Raw heatmap | overlay (drag to compare)", format="png", type="pil",
                             elem_id=f"{method}-slider")
@@ -82,18 +81,19 @@ def cam_tab(image: ImagePath, method: str, targets: list, explain: Callable, mea
         numbers = gr.JSON(label="details")
     last = gr.State(None, time_to_live=STATE_SECONDS)
 
-    run.click(explain, [image, target, opacity], [slider, download, info, numbers, curves, last], api_name=method,
-              concurrency_id=MODEL_CALLS
-              ).success(measure, [last], [info, numbers, curves, last], api_name=f"{method}_faithfulness",
-                        concurrency_id=MODEL_CALLS)
-    opacity.release(restyle, [last, opacity], [slider, download], api_visibility="private", concurrency_limit=None)
+    run.click(getattr(api, method), [image, target, opacity], [slider, download, info, numbers, curves, last],
+              api_name=method, concurrency_id=MODEL_CALLS
+              ).success(getattr(api, f"{method}_faithfulness"), [last], [info, numbers, curves, last],
+                        api_name=f"{method}_faithfulness", concurrency_id=MODEL_CALLS)
+    opacity.release(api.restyle, [last, opacity], [slider, download], api_visibility="private",
+                    concurrency_limit=None)
 
 
-def compare_tab(image: ImagePath, targets: list, compare: Callable) -> None:
+def compare_tab(image: ImagePath, targets: list, api: Endpoints) -> None:
     """Both methods on one image and class: maps, deletion/insertion curves and figures, baselines, agreement."""
     with gr.Row():
-        target = gr.Dropdown(targets, value=handlers.PREDICTED, label="Class to explain (or A vs B)", scale=2)
-        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=2)
+        target = ClassChoice(targets, value=handlers.PREDICTED, label="Class to explain (or A vs B)", scale=2)
+        opacity = Opacity(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=2)
         run = gr.Button("Compare", variant="primary", scale=1)
     with gr.Row():
         grad = gr.Image(label="Grad-CAM", format="png", type="pil", interactive=False, elem_id="compare-gradcam")
@@ -106,19 +106,19 @@ def compare_tab(image: ImagePath, targets: list, compare: Callable) -> None:
     table = gr.Markdown(label="summary", elem_id="compare-table")
     with gr.Accordion("Details (JSON)", open=False):
         numbers = gr.JSON(label="details")
-    run.click(compare, [image, target, opacity], [grad, score, grad_curves, score_curves, table, numbers],
+    run.click(api.compare, [image, target, opacity], [grad, score, grad_curves, score_curves, table, numbers],
               api_name="compare", concurrency_id=MODEL_CALLS)
 
 
-def classify_tab(served: Served, image: ImagePath, classify: Callable, max_batch_size: int) -> None:
+def classify_tab(served: Served, image: ImagePath, api: Endpoints, max_batch_size: int) -> None:
     """Top classes of the shared image."""
     run = gr.Button("Classify", variant="primary")
     label = gr.Label(num_top_classes=min(5, len(served.labels) or 1), label="Top classes", elem_id="top-classes")
     if max_batch_size <= 1:  # one forward pass per request, in the shared model-call group
-        run.click(classify, [image], [label], api_name="classify", concurrency_id=MODEL_CALLS)
+        run.click(api.classify, [image], [label], api_name="classify", concurrency_id=MODEL_CALLS)
         return
     # Its own group: one batch runs at a time (the Batcher), while up to a batch more waits to join the next one.
-    run.click(classify, [image], [label], api_name="classify", concurrency_id="classify",
+    run.click(api.classify, [image], [label], api_name="classify", concurrency_id="classify",
               concurrency_limit=2 * max_batch_size)
 
 
@@ -154,9 +154,10 @@ def study_tab(study: StudyEndpoint) -> None:
 
 
 def launch_options(examples: Optional[list[tuple[str, str]]]) -> dict:
-    """`demo.launch` options every launch shares: the upload size limit, and the examples' folders, which Gradio
-    serves only when allowed (on a Space the Hub cache is outside its working and temp folders)."""
-    return dict(max_file_size=MAX_FILE_SIZE, allowed_paths=samples.allowed_paths(examples or []))
+    """`demo.launch` options every launch shares: the upload size limit, the examples' folders, which Gradio
+    serves only when allowed (on a Space the Hub cache is outside its working and temp folders), the MCP server."""
+    return dict(max_file_size=MAX_FILE_SIZE, allowed_paths=samples.allowed_paths(examples or []),
+                mcp_server=True)  # the endpoints as MCP tools, at /gradio_api/mcp/ (gradio[mcp])
 
 
 def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None, queue_size: int = QUEUE_SIZE,
@@ -167,17 +168,23 @@ def build_demo(served: Served, examples: Optional[list[tuple[str, str]]] = None,
     with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{DISCLAIMER}\n\n{card_links(served)}", elem_id="header")
         gr.HTML(error_banner(served), visible=not served.ready)
-        image = ImagePath(label="Image (PNG, JPEG, TIFF, ...; greyscale, 16-bit and RGBA work)",
-                          sources=["upload", "clipboard"], height=300, elem_id="input-image")
+        with gr.Row():
+            image = ImagePath(label="Image (PNG, JPEG, TIFF, ...; greyscale, 16-bit and RGBA work)",
+                              sources=["upload", "clipboard"], height=300, elem_id="input-image", scale=3)
+            # The image widget takes image/* only; DICOM comes here. No file_types: a DICOM export is often named
+            # IM0001 or by its UID, with no extension to filter on, so the loader decides (by its DICM marker).
+            file = gr.File(label="...or a file: DICOM (.dcm, or no extension) or any image", type="filepath",
+                           height=300, elem_id="input-file", scale=1)
+        file.upload(api.open_file, [file], [image], api_visibility="private")
         with gr.Tabs():
             with gr.Tab("Classify", id="classify"):
-                classify_tab(served, image, api.classify, max_batch_size)
+                classify_tab(served, image, api, max_batch_size)
             with gr.Tab("Grad-CAM", id="gradcam"):
-                cam_tab(image, "gradcam", targets, api.gradcam, api.gradcam_faithfulness, api.restyle)
+                cam_tab(image, "gradcam", targets, api)
             with gr.Tab("Score-CAM", id="scorecam"):
-                cam_tab(image, "scorecam", targets, api.scorecam, api.scorecam_faithfulness, api.restyle)
+                cam_tab(image, "scorecam", targets, api)
             with gr.Tab("Compare", id="compare"):
-                compare_tab(image, targets, api.compare)
+                compare_tab(image, targets, api)
             with gr.Tab("Examples", id="examples"):
                 examples_tab(image, api.examples, api.pick)
             with gr.Tab("Study", id="study"):

@@ -8,17 +8,28 @@ the CPU, run the model (on a GPU under ZeroGPU: the one step that asks for one),
     api.scorecam(image, target, opacity), api.scorecam_faithfulness(last)
     api.compare(image, target, opacity)                  # /compare: both maps, their figures, agreement
     api.restyle(last, opacity), api.pick(event)          # private: the opacity slider, a click on a sample
+    api.open_file(file)                                  # private: a DICOM (or any image) file -> PNG preview
+    api.valid_image(image), api.valid_explain(image, target, opacity), api.valid_last(last)   # validators
 
 The steps are `handlers` functions (check_*, run_*, result/compare_result), the GPU wrapper and its
 durations come from `serving`, the pictures leave as PNG files (`outputs.png`). When the image is an
 example with an expert annotation beside it (`samples.ExpertRegions`), its region is drawn on the pictures
 and the text says whether the map points into it. A `UserError` becomes a `gr.Error` with its one-line
 message: no traceback reaches a user.
+
+`valid_*` are Gradio validators of the model endpoints (the checks that decode nothing: `handlers.check_upload`
+reads the file's header), meant for `validator=` so a bad request is refused before it queues. They are NOT wired:
+with them, gradio 6.31 runs the validator inside the queue/join request, and under load (12 concurrent clients,
+2 busy CPU cores) those requests outlived gradio_client's 5 s timeout (tests/test_app.py's concurrency tests,
+httpx.ReadTimeout), where a plain join answers at once. Every check still runs in the endpoint itself.
+The docstrings of the public endpoints are their API and MCP tool descriptions (Gradio reads `Args:`).
 """
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Optional
 
 import gradio as gr
@@ -44,6 +55,15 @@ def endpoint(method: Callable) -> Callable:
         finally:
             self.trim()
     return wrapper
+
+
+def passed(check: Callable[[], object]) -> dict:
+    """One input's validation: invalid with the UserError message of `check`, else valid."""
+    try:
+        check()
+    except UserError as exc:
+        return gr.validate(False, str(exc))
+    return gr.validate(True, "")
 
 
 class Endpoints:
@@ -72,7 +92,13 @@ class Endpoints:
 
     @endpoint
     def classify(self, image: Optional[str]) -> dict[str, float]:
-        """/classify: label -> probability of the image, most likely first."""
+        """Classify an image with the served model: the probability of every class, most likely first.
+
+        Args:
+            image: an image file (PNG, JPEG, TIFF, 16-bit...) or a single-frame DICOM file (.dcm or no extension).
+        Returns:
+            the top class and every class's probability.
+        """
         checked = handlers.check_image(self.served, image)
         if self.batched is not None:
             return self.batched(checked)
@@ -80,22 +106,52 @@ class Endpoints:
 
     @endpoint
     def gradcam(self, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
-        """/gradcam: the Grad-CAM map; its figures follow in /gradcam_faithfulness."""
+        """Explain the model's answer with a Grad-CAM heatmap (one backward pass): where the image made it choose
+        the class. Its faithfulness figures follow from gradcam_faithfulness in the same session.
+
+        Args:
+            image: an image file (PNG, JPEG, TIFF, 16-bit...) or a single-frame DICOM file (.dcm or no extension).
+            target: the class to explain: "" for the predicted class, a class name, or "A vs B" (A rather than B).
+            opacity: how strongly the heatmap covers the image in the overlay, 0 to 1.
+        Returns:
+            [heatmap, overlay] PNGs, the overlay PNG, a Markdown summary, details (class, probability), no curves yet.
+        """
         return self.explain_map("gradcam", image, target, opacity)
 
     @endpoint
     def gradcam_faithfulness(self, last: Optional[ExplainResult]) -> tuple:
-        """/gradcam_faithfulness: the figures of the session's last map."""
+        """Measure the faithfulness of this session's last Grad-CAM map: deletion and insertion areas and curves
+        and the random and centre baselines. Needs a gradcam call first in the same session (an MCP call has none:
+        use compare, which measures both maps in one call).
+
+        Returns:
+            a Markdown summary, details with 'faithfulness', the deletion/insertion curves as a PNG.
+        """
         return self.measure(last)
 
     @endpoint
     def scorecam(self, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
-        """/scorecam: the Score-CAM map; its figures follow in /scorecam_faithfulness."""
+        """Explain the model's answer with a Score-CAM heatmap (masked forward passes; fast mode on a CPU, exact
+        on a GPU; details say which). Its faithfulness figures follow from scorecam_faithfulness in the same session.
+
+        Args:
+            image: an image file (PNG, JPEG, TIFF, 16-bit...) or a single-frame DICOM file (.dcm or no extension).
+            target: the class to explain: "" for the predicted class, a class name, or "A vs B" (A rather than B).
+            opacity: how strongly the heatmap covers the image in the overlay, 0 to 1.
+        Returns:
+            [heatmap, overlay] PNGs, the overlay PNG, a Markdown summary, details (mode, class, ...), no curves yet.
+        """
         return self.explain_map("scorecam", image, target, opacity)
 
     @endpoint
     def scorecam_faithfulness(self, last: Optional[ExplainResult]) -> tuple:
-        """/scorecam_faithfulness: the figures of the session's last map."""
+        """Measure the faithfulness of this session's last Score-CAM map: deletion and insertion areas and curves
+        and the random and centre baselines. Needs a scorecam call first in the same session (an MCP call has none:
+        use compare, which measures both maps in one call).
+
+        Returns:
+            a Markdown summary, details with 'faithfulness', the deletion/insertion curves as a PNG.
+        """
         return self.measure(last)
 
     def explain_map(self, method: str, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
@@ -115,7 +171,16 @@ class Endpoints:
 
     @endpoint
     def compare(self, image: Optional[str], target: Optional[str], opacity: float) -> tuple:
-        """/compare: both maps of one class side by side, their curves, a table of both, every number."""
+        """Explain one class with both Grad-CAM and Score-CAM, measure both maps' faithfulness (deletion,
+        insertion, baselines) and how far they agree (rank correlation, overlap of their top 20%).
+
+        Args:
+            image: an image file (PNG, JPEG, TIFF, 16-bit...) or a single-frame DICOM file (.dcm or no extension).
+            target: the class to explain: "" for the predicted class, a class name, or "A vs B" (A rather than B).
+            opacity: how strongly the heatmaps cover the image in the overlays, 0 to 1.
+        Returns:
+            the Grad-CAM and Score-CAM overlays and curves as PNGs, a Markdown table, every number.
+        """
         request = handlers.check_explain(self.served, image, "compare", target, opacity, self.regions.of(image))
         grad, score = self.compare_on_gpu(request)
         r = handlers.compare_result(grad, score, request.opacity, request.region)
@@ -135,3 +200,33 @@ class Endpoints:
     def pick(self, evt: gr.SelectData) -> str:
         """A click on a sample: its file becomes the shared input image."""
         return self.examples[evt.index][0]
+
+    @endpoint
+    def open_file(self, file: Optional[str]) -> str:
+        """A file from the file input (DICOM, or any image the browser's image widget cannot take) as the PNG the
+        other endpoints read: the windowed, 8-bit slice they would decode from it (`handlers.read_image`), shown
+        in the image widget. Needs no model."""
+        return outputs.png(handlers.read_image(file), preview_name(file))
+
+    # ---- validators: the checks that decode nothing, run by Gradio before a request queues -----------------
+
+    def valid_image(self, image: Optional[str]) -> dict:
+        """/classify's validator (one input: one gr.validate, not a list, which Gradio would take as the value)."""
+        return passed(lambda: handlers.check_upload(self.served, image))
+
+    def valid_explain(self, image: Optional[str], target: Optional[str], opacity: float) -> list[dict]:
+        """The validator of /gradcam, /scorecam and /compare (the class is checked once a model is loaded)."""
+        labels = self.served.labels
+        return [passed(lambda: handlers.check_upload(self.served, image)),
+                passed(lambda: self.served.ready and handlers.target_label(target, labels)),
+                passed(lambda: handlers.check_opacity(opacity))]
+
+    def valid_last(self, last: Optional[ExplainResult]) -> dict:
+        """The validator of the faithfulness steps: a model, and a map made in this session."""
+        return passed(lambda: handlers.check_figures(self.served, last))
+
+
+def preview_name(file: Optional[str]) -> str:
+    """The preview's file name: the upload's own stem, in letters, digits, '.', '-' and '_' only."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(file or "").stem).strip("._") if file else ""
+    return stem or "preview"

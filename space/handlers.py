@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -33,7 +35,7 @@ from hub.explain.explanation import Explanation, jet
 from hub.explain.faithfulness import agreement
 from hub.explain.localisation import TOLERANCE, Localisation, localise
 from hub.explain.render import draw_region
-from hub.images import ImageError, load_image
+from hub.images import ImageError, check_header, load_image
 from hub.model import VERSUS, resolve_contrast
 from space.curves import curve_plot
 from space.serving import Served, autocast
@@ -93,17 +95,32 @@ def require(served: Served):
 
 def read_image(path: Optional[str], max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
     """Decode an uploaded file with the project's checks; shrink it to `max_side` for display."""
-    if path is None or str(path) == "":
-        raise UserError("No image: upload one (or pick a sample in the Examples tab) first.")
-    try:
+    with upload_errors(path):
         img = load_image(path)
-    except ImageError as exc:
-        # The loader names the temporary upload path; the user knows their file by its name.
-        raise UserError(str(exc).replace(str(path), f"'{Path(path).name}'")) from None
     if max(img.size) > max_side:
         img = img.copy()
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return img
+
+
+def check_upload(served: Served, path: Optional[str]) -> None:
+    """What `check_image` refuses without decoding a pixel (no model, no upload, a file that is no image, too large,
+    a DICOM file without pixels or with several frames): the app's validators run it before a request queues."""
+    require(served)
+    with upload_errors(path):
+        check_header(path)
+
+
+@contextmanager
+def upload_errors(path: Optional[str]) -> Iterator[None]:
+    """No upload, or the loader's ImageError, as the UserError a user reads (their file by its name)."""
+    if path is None or str(path) == "":
+        raise UserError("No image: upload one (or pick a sample in the Examples tab) first.")
+    try:
+        yield
+    except ImageError as exc:
+        # The loader names the temporary upload path; the user knows their file by its name.
+        raise UserError(str(exc).replace(str(path), f"'{Path(path).name}'")) from None
 
 
 def target_label(target: Optional[str], labels: list[str]) -> Optional[str]:

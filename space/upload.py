@@ -1,4 +1,5 @@
-"""ImagePath: an image upload that hands the handler the uploaded file's path, undecoded.
+"""ImagePath: an image upload that hands the handler the uploaded file's path, undecoded; ClassChoice and Opacity:
+the class dropdown and the opacity slider, whose values reach the app's validators unchecked by Gradio.
 
 Why not plain `gr.Image(type="filepath")`: Gradio still opens the file with PIL in its own
 preprocessing (and converts the mode unless `image_mode=None`), so a corrupt, truncated or
@@ -35,3 +36,28 @@ class ImagePath(gr.Image):
         if payload.path is None:
             raise gr.Error("the upload has no file; upload the image again")
         return str(payload.path)
+
+
+class ClassChoice(gr.Dropdown):
+    """`gr.Dropdown` whose value reaches the endpoint as sent: the app's validator refuses an unknown class.
+
+    Why: Gradio checks a dropdown's value against its choices in `preprocess`, which also runs inside an event's
+    validator, and gradio 6.31 answers an error there with a bare HTTP 400 (its message only in the server log).
+    `allow_custom_value=True` would skip the check too, but would type the API parameter as any string, not the
+    list of classes.
+    """
+
+    is_template = True  # use the frontend of gr.Dropdown
+
+    def preprocess(self, payload):
+        return payload
+
+
+class Opacity(gr.Slider):
+    """`gr.Slider` whose value reaches the endpoint as sent: the app's validator refuses one outside 0..1 (see
+    `ClassChoice` for why Gradio's own range check must not run first)."""
+
+    is_template = True  # use the frontend of gr.Slider
+
+    def preprocess(self, payload):
+        return payload

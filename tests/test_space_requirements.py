@@ -28,8 +28,10 @@ def front_matter(name: str) -> str:
 
 
 def pins() -> dict[str, str]:
+    """name -> pinned version; an extra (`gradio[mcp]`) is dropped from the name."""
     lines = (ROOT / "space" / "requirements.txt").read_text().splitlines()
-    return dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    pairs = [line.split("==") for line in lines if line and not line.startswith("#")]
+    return {re.sub(r"\[.*\]", "", name): pinned for name, pinned in pairs}
 
 
 def version(text: str) -> tuple[int, ...]:
@@ -46,6 +48,8 @@ def test_the_space_runs_zerogpus_newest_python_and_the_supported_torch_closest_t
     assert front_matter("sdk") == "gradio" and front_matter("suggested_hardware") == "zero-a10g"
     text = (ROOT / "space" / "README.md").read_text()
     assert "suggested_storage" not in text  # persistent storage is gone: the Hub ignores the key
+    # the MCP server needs gradio's [mcp] extra, at the gradio the Space runs
+    assert "gradio[mcp]==" + front_matter("sdk_version") in (ROOT / "space" / "requirements.txt").read_text()
 
 
 def test_requirements_resolve_for_the_spaces_python_and_platform(tmp_path):
