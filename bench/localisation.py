@@ -28,6 +28,7 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
     import torch
 
     from hub import from_pretrained
+    from hub.display import interval_text
     from hub.explain.batch import collect_images, read_item_annotations, spread
     from hub.explain.lesion import cam_grid, lesion_rows, report_lines, summarise
 
@@ -59,9 +60,9 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
     for name, r in (("layer4", report), ("layer3", fine)):
         g, b = r["methods"]["gradcam"], r["baselines"]["random"]
         cells = "x".join(map(str, cam_grid(clf.model, x, name)))
-        print(f"  {name} ({cells} cells): Grad-CAM {g['pointing_game']['mean']:.3f} "
-              f"[{g['pointing_game']['low']:.3f}, {g['pointing_game']['high']:.3f}], ratio {g['ratio']['mean']:.2f}; "
-              f"random on its grid {b['pointing_game']['mean']:.3f}, ratio {b['ratio']['mean']:.2f}")
+        print(f"  {name} ({cells} cells): Grad-CAM {interval_text(g['pointing_game'])}, "
+              f"ratio {g['ratio']['mean']:.2f}; random on its grid {b['pointing_game']['mean']:.3f}, "
+              f"ratio {b['ratio']['mean']:.2f}")
     if dtype_check:
         subset = chosen[:dtype_check]
         fp32 = lesion_rows(clf.model, subset, found, methods=("scorecam",), tolerance=tolerance,

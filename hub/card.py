@@ -12,6 +12,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hub.display import MAP_NAMES, METHOD_NAMES, interval_text
 from hub.model import label_names
 
 TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
@@ -21,13 +22,6 @@ TAGS = ["timm", "image-classification", "grad-cam", "score-cam"]
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
-
-
-def _interval(f: dict, digits: int = 3) -> str:
-    return f"{f['mean']:.{digits}f} [{f['low']:.{digits}f}, {f['high']:.{digits}f}]"
 
 
 def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
@@ -41,7 +35,7 @@ def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
                "keep_remove": f"{f['keep_remove']['mean']:+.3f}" if "keep_remove" in f else f"{f['mean']:+.3f}",
                "steps": []}
         if "deletion" in f:
-            row.update(deletion=_interval(f["deletion"]), insertion=_interval(f["insertion"]),
+            row.update(deletion=interval_text(f["deletion"]), insertion=interval_text(f["insertion"]),
                        random=f"{f['beats']['random']:.0%}", centre=f"{f['beats']['centre']:.0%}")
         if "sanity" in f:
             last, verdict = f["sanity"]["steps"][-1], "pass" if f["sanity"]["passed"] else "FAIL"
@@ -51,8 +45,6 @@ def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
     return rows
 
 
-LESION_MAPS = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM", "centre": "centre (baseline)",
-               "flat": "flat (baseline)", "random": "random (baseline)"}
 LESION_VIEWS = {"as_is": "as is", "hidden": "lesion hidden", "only": "only the lesion"}
 SPLIT_ORDER = ("validation", "test")   # then any other name (python -m hub explain --split-name), sorted
 
@@ -65,12 +57,12 @@ def localisation_tables(localisation: dict | None) -> list[dict[str, Any]]:
         r = localisation[name]
         maps = []
         for key, f in [*r["methods"].items(), *r["baselines"].items()]:
-            label = LESION_MAPS.get(key, key)
+            label = MAP_NAMES.get(key, key)
             if f.get("mode") == "fast":
                 label += f" (fast, k={f['masked_passes']})"
-            maps.append({"name": label, "pointing_game": _interval(f["pointing_game"]),
-                         "energy": _interval(f["energy"]), "ratio": _interval(f["ratio"], 2)})
-        shortcut = [{"name": LESION_VIEWS.get(v, v), "accuracy": _interval(a)}
+            maps.append({"name": label, "pointing_game": interval_text(f["pointing_game"]),
+                         "energy": interval_text(f["energy"]), "ratio": interval_text(f["ratio"], 2)})
+        shortcut = [{"name": LESION_VIEWS.get(v, v), "accuracy": interval_text(a)}
                     for v, a in r["shortcut"]["accuracy"].items()]
         tables.append({"split": name, "images": r["images"], "skipped": r["skipped"],
                        "tolerance": f"{r['tolerance']:g}",

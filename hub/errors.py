@@ -63,6 +63,14 @@ def network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def download_errors() -> tuple[type[BaseException], ...]:
+    """Exception types a failed download from the Hub raises: its HTTP answers (not found, gated, 5xx), an entry
+    that is neither there nor cached, offline mode, and an unreachable Hub. `load_error` words each of them."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    return HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, *network_errors()
+
+
 def hub_error(exc: BaseException, repo_id: str, revision: str | None = None,
               committed: bool = False) -> PublishError:
     """A plain one-line PublishError for a failed Hub call (no token, no traceback).

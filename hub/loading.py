@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from hub.classifier import Classifier
-from hub.errors import ModelLoadError, load_error, network_errors
+from hub.errors import ModelLoadError, download_errors, load_error, network_errors
 from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, load_local, no_weights
 
 
@@ -44,7 +44,6 @@ def is_repo_id(source: str) -> bool:
 def download(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> tuple[Path, str]:
     """Fetch config.json + model.safetensors of `repo_id@revision`; return (snapshot folder, commit sha)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     where = f"{repo_id}@{revision or 'main'}"
     fetch = dict(revision=revision, cache_dir=cache_dir, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
@@ -55,7 +54,7 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | None = 
             # huggingface_hub falls back to the cache by itself only when it cannot connect; a connection
             # dropped mid-answer lands here: serve this revision's cached snapshot if there is one.
             folder = Path(snapshot_download(repo_id, local_files_only=True, **fetch))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+    except download_errors() as exc:
         raise load_error(exc, repo_id, revision) from None
     commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
     if (folder / CONFIG_NAME).is_file() and not (folder / WEIGHTS_NAME).is_file():

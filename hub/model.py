@@ -21,7 +21,9 @@ VERSUS = " vs "
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+# Pickled weights (unpickling runs arbitrary code): never loaded, never published, never an --init.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")  # the usual ones, named in refusals
 # The one list of a model folder's published files. Training writes MODEL_FILES and PLOTS and removes any
 # other plot a previous model left (EXPLANATIONS, from `python -m hub explain`, describes the old weights);
 # examples/ holds the user's sample images (and their annotation files): training never touches it.
@@ -29,8 +31,8 @@ MODEL_FILES = (WEIGHTS_NAME, CONFIG_NAME, "README.md", "metrics.json", "history.
 PLOTS = ("plots/confusion_matrix.png", "plots/roc.png", "plots/curves.png")
 EXPLANATIONS = "plots/explanations.png"   # written by `python -m hub explain` into a local model folder
 MODEL_GLOBS = ("plots/*.png", "examples/*")
-# Never published, whatever a folder holds: pickles (unpickling runs code) and training checkpoints.
-NEVER_PUBLISHED = ("*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle", "checkpoints/*")
+# Never published, whatever a folder holds: pickles and training checkpoints.
+NEVER_PUBLISHED = (*(f"*{suffix}" for suffix in PICKLE_SUFFIXES), "checkpoints/*")
 
 
 def model_files(folder: str | Path) -> list[str]:

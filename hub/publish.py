@@ -14,7 +14,6 @@ folder. The Hub's typed errors become `PublishError`s with plain messages; token
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Sequence
@@ -23,9 +22,8 @@ from pathlib import Path
 
 from hub.card import render_card
 from hub.errors import ModelLoadError, PublishError, hub_error
-from hub.model import MODEL_FILES, MODEL_GLOBS, check_folder
+from hub.model import MODEL_FILES, MODEL_GLOBS, check_folder, model_files
 
-NEVER = ("*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle", "checkpoints/*")
 TAG = re.compile(r"^v(\d+)$")
 COMMIT_ATTEMPTS = 5  # tries of a push (or a Space deploy) while other commits keep landing on its branch first
 
@@ -45,18 +43,6 @@ class PushResult:
         """Ready-to-paste code that loads exactly this revision."""
         return (f'timm.create_model("hf-hub:{self.repo_id}@{self.revision}", pretrained=True)\n'
                 f'from hub import from_pretrained; clf = from_pretrained("{self.repo_id}", revision="{self.revision}")')
-
-
-def publishable_files(folder: str | Path) -> list[str]:
-    """Relative paths of the files of `folder` that a push uploads, sorted."""
-    folder = Path(folder)
-    found = [name for name in MODEL_FILES if (folder / name).is_file()]
-    for pattern in MODEL_GLOBS:
-        for path in sorted(folder.glob(pattern)):
-            rel = path.relative_to(folder).as_posix()
-            if path.is_file() and not path.name.startswith(".") and not any(fnmatch.fnmatch(rel, n) for n in NEVER):
-                found.append(rel)
-    return sorted(found)
 
 
 def next_tag(tags: Sequence[str]) -> str:
@@ -155,7 +141,7 @@ def push(folder: str | Path, repo_id: str, tag: str | None = None, branch: str |
             api.create_branch(repo_id, branch=branch, exist_ok=True)
     except Exception as exc:  # noqa: BLE001 - any Hub or transport failure becomes one plain message
         raise hub_error(exc, repo_id, revision) from None
-    files = publishable_files(folder)
+    files = model_files(folder)  # hub.model's one list: never a pickle or a checkpoint
     metrics = json.loads((folder / "metrics.json").read_text())
     train_config = json.loads((folder / "train_config.json").read_text())
     landed = []  # commits of this push that landed, but whose vN another push tagged first

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from hub.annotations import Region
+from hub.display import METHOD_NAMES
 from hub.errors import UserError
 from hub.explain.explanation import Explanation, jet
 from hub.explain.faithfulness import agreement
@@ -44,7 +45,6 @@ from space.serving import Served, autocast
 # overlay at the full 64 MP the loader allows would take gigabytes per request.
 DISPLAY_MAX_SIDE = 2048
 PREDICTED = ""  # target value meaning "the predicted class"
-METHOD_NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
 
 
 @dataclass(frozen=True)

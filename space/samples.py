@@ -52,9 +52,9 @@ def model_examples(served: Served) -> list[tuple[str, str]]:
         return folder_images(Path(served.source) / "examples")
     revision = served.commit or served.revision
     from huggingface_hub import get_cached_repo_tree, snapshot_download
-    from huggingface_hub.errors import CachedRepoTreeNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
 
-    from hub.errors import network_errors
+    from hub.errors import download_errors
 
     try:
         try:  # the file list cached when the model was fetched says, offline, whether there is anything to get
@@ -63,7 +63,7 @@ def model_examples(served: Served) -> list[tuple[str, str]]:
         except CachedRepoTreeNotFoundError:  # no cached listing: ask the Hub
             pass
         folder = snapshot_download(served.source, revision=revision, allow_patterns=["examples/*"])
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, *network_errors()) as exc:
+    except (*download_errors(), OSError) as exc:
         # Samples are a convenience: the app works without them.
         log.info("no examples/ from %s: %s", served.source, exc)
         return []

@@ -35,6 +35,10 @@ def files_containing(pattern: str) -> set[str]:
     (r"\bdef resolve_target\(", {"hub/model.py"}),
     (r"\bdef (pick_device|autocast_dtype)\(", {"hub/device.py"}),
     (r"\bclass \w+Error\((ValueError|RuntimeError|OSError)\)", {"hub/errors.py"}),
+    (r"\bLocalEntryNotFoundError\b", {"hub/errors.py"}),           # which Hub failures a download meets
+    (r"\bMETHOD_NAMES\s*=|[\"']scorecam[\"']:\s*[\"']Score-CAM", {"hub/display.py"}),  # a method's name for readers
+    (r"f\} \[\{[\w\[\]'\"]*\['low'\]", {"hub/display.py"}),       # a figure with its interval: mean [low, high]
+    (r"[\"']\*?\.pickle[\"']", {"hub/model.py"}),                  # the pickle suffixes: never loaded or published
 ])
 def test_each_rule_has_one_home(pattern, home):
     assert files_containing(pattern) == home

@@ -19,8 +19,8 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from PIL import Image
 
 from hub import from_pretrained
-from hub.model import ModelLoadError
-from hub.publish import PublishError, next_tag, publishable_files, push
+from hub.model import ModelLoadError, model_files
+from hub.publish import PublishError, next_tag, push
 
 
 def _image(tiny_data: Path) -> Image.Image:
@@ -39,7 +39,7 @@ def test_next_tag_and_allow_list(tiny_models, tmp_path):
     (folder / "examples" / "a.png").write_bytes(b"png")
     (folder / "extra.pt").write_bytes(b"pickle")
     (folder / "plots" / "notes.bin").write_bytes(b"x")
-    files = publishable_files(folder)
+    files = model_files(folder)
     assert "model.safetensors" in files and "plots/roc.png" in files and "examples/a.png" in files
     assert not [f for f in files if f.startswith("checkpoints") or f.endswith((".pt", ".bin"))]
 
@@ -250,8 +250,8 @@ def assert_holds_exactly(hub_server, repo_id: str, tag: str, folder: Path) -> No
     from hubserver import git_blob_sha1
 
     files = hub_server.commits(repo_id, ref=tag)[0]["files"]
-    assert set(files) == set(publishable_files(folder)) | {"README.md", ".gitattributes"}, tag
-    for rel in set(publishable_files(folder)) - {"README.md"}:  # the card is rendered anew for its tag
+    assert set(files) == set(model_files(folder)) | {"README.md", ".gitattributes"}, tag
+    for rel in set(model_files(folder)) - {"README.md"}:  # the card is rendered anew for its tag
         data = (folder / rel).read_bytes()
         assert files[rel] in (git_blob_sha1(data), hashlib.sha256(data).hexdigest()), (tag, rel)
     card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=tag)).text
@@ -368,4 +368,4 @@ def test_a_push_with_nothing_new_still_removes_files_another_commit_added_meanwh
     result = push(v1, repo_id)
     history = hub_server.commits(repo_id)
     assert history[0]["id"] == result.commit and history[1]["message"] == "Upload stray.bin with huggingface_hub"
-    assert set(history[0]["files"]) == set(publishable_files(v1)) | {"README.md", ".gitattributes"}
+    assert set(history[0]["files"]) == set(model_files(v1)) | {"README.md", ".gitattributes"}

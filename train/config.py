@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import ConfigError
+from hub.model import PICKLE_SUFFIXES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SPLITS = ("random", "ordered", "group")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INIT_HEADS = ("keep", "reset")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Names of ResNet children that --unfreeze may list ("all" trains everything).
 UNFREEZABLE = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageOps
 from torch import nn
 
 from hub.annotations import Annotations, read_annotations
+from hub.display import METHOD_NAMES
 from hub.explain.cam import MaxChannels
 from hub.explain.explanation import Explanation, Target, explain
 from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS, agreement
@@ -267,8 +268,7 @@ def example_figure(rows: Sequence[dict], out: str | Path, labels: Sequence[str])
     head = 18
     sheet = Image.new("RGB", (TILE * (len(methods) + 1), head + (TILE + head) * len(picks)), "white")
     draw = ImageDraw.Draw(sheet)
-    names = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
-    for col, title in enumerate(["image", *[names.get(m, m) for m in methods]]):
+    for col, title in enumerate(["image", *[METHOD_NAMES.get(m, m) for m in methods]]):
         draw.text((col * TILE + 4, 2), title, fill="black")
     for row, (label, tiles) in enumerate(picks):
         top = head + row * (TILE + head)

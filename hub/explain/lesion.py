@@ -34,6 +34,7 @@ from torch import nn
 
 from hub.annotations import Annotations
 from hub.device import autocast
+from hub.display import MAP_NAMES, interval_text
 from hub.errors import AnnotationError
 from hub.explain.cam import FAST_CHANNELS, MaxChannels, resolve_dtype
 from hub.explain.explanation import cells_are_patches, explain, model_device, model_transform
@@ -277,12 +278,8 @@ def lesion_report(model: nn.Module, items: Sequence[Item], annotations: Annotati
     return summarise(rows, skipped, tolerance, groups, seed)
 
 
-NAMES = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM", "centre": "centre (baseline)", "flat": "flat (baseline)",
-         "random": "random (baseline)", "as_is": "as is", "hidden": "region hidden", "only": "only the region"}
-
-
-def _ci(f: dict, digits: int = 3) -> str:
-    return f"{f['mean']:.{digits}f} [{f['low']:.{digits}f}, {f['high']:.{digits}f}]"
+# The shortcut check's views as this report names them (the card, about lesions, says "lesion hidden").
+VIEW_NAMES = {"as_is": "as is", "hidden": "region hidden", "only": "only the region"}
 
 
 def report_lines(report: dict, split: str = "images") -> list[str]:
@@ -292,10 +289,10 @@ def report_lines(report: dict, split: str = "images") -> list[str]:
              f"{report['tolerance']:g} px; 95% intervals over {report['units']} {report['resampled']}",
              f"{'map':20s}{'pointing game':24s}{'energy in region':24s}energy / area"]
     for name, f in [*report["methods"].items(), *report["baselines"].items()]:
-        lines.append(f"{NAMES.get(name, name):20s}{_ci(f['pointing_game']):24s}{_ci(f['energy']):24s}"
-                     f"{_ci(f['ratio'], 2)}")
+        lines.append(f"{MAP_NAMES.get(name, name):20s}{interval_text(f['pointing_game']):24s}"
+                     f"{interval_text(f['energy']):24s}{interval_text(f['ratio'], 2)}")
     acc = report["shortcut"]["accuracy"]
-    lines.append("shortcut check, accuracy: " + ", ".join(f"{NAMES[v]} {_ci(acc[v])}" for v in VIEWS))
-    per = ", ".join(f"{NAMES.get(m, m)} {f['seconds']:.2f} s" for m, f in report["methods"].items())
+    lines.append("shortcut check, accuracy: " + ", ".join(f"{VIEW_NAMES[v]} {interval_text(acc[v])}" for v in VIEWS))
+    per = ", ".join(f"{MAP_NAMES.get(m, m)} {f['seconds']:.2f} s" for m, f in report["methods"].items())
     lines.append(f"{report['seconds_per_image']:.2f} s an image ({per})")
     return lines
