@@ -81,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
                    help="--annotations or --faithfulness: the name of the split the figures get in metrics.json "
                         "and on the card (default: the name of the IMAGES folder)")
     s.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the overlays (default: 0.5)")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     return p
 
 
@@ -91,7 +91,7 @@ def run_explain(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from hub import from_pretrained
-    from hub.display import interval_text
+    from hub.device import pick_device
     from hub.explain.batch import (
         CSV_NAME,
         SANITY_NAME,
@@ -125,7 +125,8 @@ def run_explain(args: argparse.Namespace) -> None:
         raise ValueError("--tolerance scores maps against expert regions: add --annotations DIR")
     if args.split_name and not (args.annotations or args.faithfulness):
         raise ValueError("--split-name names the figures of --annotations or --faithfulness: add one of them")
-    clf = from_pretrained(args.model, device=args.device)
+    device = pick_device(args.device)  # a --device this machine lacks fails before any download
+    clf = from_pretrained(args.model, device=device)
     k = resolve_max_channels(max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
     methods = ["gradcam", "scorecam"] if args.method in ("both", None) else [args.method]
@@ -149,8 +150,8 @@ def run_explain(args: argparse.Namespace) -> None:
     summary = summarise(rows, steps, IMPUTATION)
     for method, s in summary.items():
         d, i = s["deletion"], s["insertion"]
-        print(f"{method:9s} deletion {interval_text(d)}  insertion {interval_text(i)}  beats random "
-              f"{s['beats']['random']:.0%}, centre "
+        print(f"{method:9s} deletion {d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]  insertion {i['mean']:.3f} "
+              f"[{i['low']:.3f}, {i['high']:.3f}]  beats random {s['beats']['random']:.0%}, centre "
               f"{s['beats']['centre']:.0%}  keep-remove {s['keep_remove']['mean']:+.3f}  over {s['images']} images, "
               f"{s['seconds']:.2f} s/image ({s['mode']})")
     agree = next((s["agreement"] for s in summary.values() if "agreement" in s), None)
@@ -192,6 +193,7 @@ def run_by_study(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
     from hub import from_pretrained
+    from hub.device import pick_device
     from hub.explain.cam import resolve_max_channels
     from hub.study import SLICES_CSV, STUDIES_CSV, explain_studies, read_studies
 
@@ -204,9 +206,10 @@ def run_by_study(args: argparse.Namespace) -> None:
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity must be between 0 and 1, got {args.opacity}")
     max_channels = max_channels_option(args.max_channels)
+    device = pick_device(args.device)  # a --device this machine lacks fails before any download
     with tempfile.TemporaryDirectory(prefix="hub-study-") as work:
         request = read_studies(args.images, work)   # refused here, before anything is loaded or written
-        clf = from_pretrained(args.model, device=args.device)
+        clf = from_pretrained(args.model, device=device)
         k = resolve_max_channels(max_channels, clf.device)
         with tqdm(total=request.slices, desc="slices", unit="slice") as bar:
             rows, answers = explain_studies(clf, request, args.out, args.method or "gradcam",
@@ -254,31 +257,32 @@ def run_localisation(args: argparse.Namespace, clf, items, annotations, methods:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one sub-command; expected failures print one line and exit 2."""
+    """Run one sub-command; expected failures print one line and exit 2 (hub.cli's policy)."""
+    from hub.cli import run_command
+
     args = parser().parse_args(argv)
-    from hub.errors import AnnotationError, ModelLoadError, PublishError
+    return run_command(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> None:
+    """The sub-command `args` names."""
     from hub.publish import pull, push
 
-    try:
-        if args.command == "explain":
-            run_explain(args)
-        elif args.command == "push":
-            result = push(args.folder, args.repo_id, tag=args.tag, branch=args.branch, create_pr=args.create_pr,
-                          private=args.private, message=args.message)
-            print(f"pushed {args.folder} -> {result.commit_url}")
-            if result.tag:
-                print(f"tagged {result.tag}")
-            if result.pr_url:
-                print(f"pull request: {result.pr_url}")
-            print("load it with:\n" + result.snippet())
-        else:
-            repo, _, rev = args.repo.partition("@")
-            folder, sha = pull(repo, args.out, revision=rev or None)
-            print(f"pulled {repo}@{rev or 'main'} (commit {sha}) into {folder}")
-    except (PublishError, ModelLoadError, AnnotationError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    if args.command == "explain":
+        run_explain(args)
+    elif args.command == "push":
+        result = push(args.folder, args.repo_id, tag=args.tag, branch=args.branch, create_pr=args.create_pr,
+                      private=args.private, message=args.message)
+        print(f"pushed {args.folder} -> {result.commit_url}")
+        if result.tag:
+            print(f"tagged {result.tag}")
+        if result.pr_url:
+            print(f"pull request: {result.pr_url}")
+        print("load it with:\n" + result.snippet())
+    else:
+        repo, _, rev = args.repo.partition("@")
+        folder, sha = pull(repo, args.out, revision=rev or None)
+        print(f"pulled {repo}@{rev or 'main'} (commit {sha}) into {folder}")
 
 
 if __name__ == "__main__":

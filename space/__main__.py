@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 
+from hub.cli import run_command
 from hub.explain.cam import FAST_CHANNELS, parse_max_channels
 from space.app import CONCURRENCY, MAX_BATCH_SIZE, QUEUE_SIZE, build_demo, launch_options
 
@@ -54,10 +55,13 @@ def serve_parser() -> argparse.ArgumentParser:
 
 def serve(argv: list[str] | None = None) -> None:
     """Load the model (or keep why it failed), build the app, serve it until interrupted."""
+    from hub.device import pick_device
     from space import memory, samples
     from space.serving import load
 
     args = serve_parser().parse_args(argv)
+    # A --device this machine lacks is the operator's mistake: one line now, not an app that serves no model.
+    pick_device(args.device)
     memory.limit_arenas()  # before Gradio starts its worker threads
     served = load(args.model, args.revision, device=args.device, max_channels=args.max_channels)
     if served.ready:
@@ -72,14 +76,13 @@ def serve(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`deploy ...` deploys; anything else serves."""
+    """`deploy ...` deploys; anything else serves; an expected failure is one line and exit 2 (hub.cli's policy)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["deploy"]:
         from space.deploy import main as deploy_main
 
         return deploy_main(argv[1:])
-    serve(argv)
-    return 0
+    return run_command(lambda: serve(argv))
 
 
 if __name__ == "__main__":

@@ -27,16 +27,17 @@ import argparse
 import io
 import re
 import subprocess
-import sys
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.cli import run_command
 from hub.errors import PublishError, hub_error
 from hub.loading import is_repo_id
 from hub.publish import COMMIT_ATTEMPTS, files_at, holds_exactly, http_status, is_stale, moved_on, resolve_token
 
 CHECKOUT = Path(__file__).resolve().parents[1]  # the git checkout that holds space/ and hub/
+GIT_TIMEOUT = 120.0  # seconds for one git call; `git archive` of space/ and hub/ takes well under one
 PACKAGES = ("space", "hub")
 SPACE_ROOT_FILES = ("README.md", "requirements.txt")  # space/X goes to the Space root as X
 ENTRY = "from space.__main__ import main\n\nmain()\n"  # the Space's app.py
@@ -147,7 +148,16 @@ def check_hardware(name: str | None) -> str | None:
 
 
 def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, timeout=120)
+    """`git -C checkout args...`; git missing or hanging (a lock, a slow disk) is a PublishError before anything
+    reaches the Hub."""
+    try:
+        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, timeout=GIT_TIMEOUT)
+    except FileNotFoundError:
+        raise PublishError("git is not installed (or not on PATH): install git and deploy from a git checkout of "
+                           "the repository; nothing was deployed") from None
+    except subprocess.TimeoutExpired:
+        raise PublishError(f"`git {args[0]}` in {checkout} took more than {GIT_TIMEOUT:g} s (a held lock or a slow "
+                           "disk?); nothing was deployed, run the same command again") from None
 
 
 def uncommitted(checkout: Path) -> list[str]:
@@ -159,10 +169,7 @@ def uncommitted(checkout: Path) -> list[str]:
 def committed_files(checkout: Path, allow_dirty: bool = False) -> tuple[dict[str, bytes], str, list[str]]:
     """({path: content} of space/ and hub/ at HEAD, HEAD's commit id, uncommitted paths left out); with
     uncommitted changes there, refuse unless `allow_dirty`."""
-    try:
-        head = _git(checkout, "rev-parse", "--verify", "HEAD")
-    except FileNotFoundError:
-        raise PublishError("git is not installed: deploy from a git checkout of the repository") from None
+    head = _git(checkout, "rev-parse", "--verify", "HEAD")
     if head.returncode != 0:
         raise PublishError(f"{checkout} is not a git checkout with a commit; deploy from a clone of the repository "
                            "(only committed files are shipped)")
@@ -390,13 +397,13 @@ def report(result: DeployResult, model: str, revision: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Deploy; an expected failure prints one line and returns 2."""
+    """Deploy; an expected failure prints one line and returns 2 (hub.cli's policy)."""
     args = parser().parse_args(argv)
-    try:
-        result = deploy_space(args.space_id, args.model, args.revision, private=args.private, hardware=args.hardware,
-                              token_secret=args.token_secret, allow_dirty=args.allow_dirty)
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: deploy_and_report(args))
+
+
+def deploy_and_report(args: argparse.Namespace) -> None:
+    """The deploy the command line asks for, and what it did."""
+    result = deploy_space(args.space_id, args.model, args.revision, private=args.private, hardware=args.hardware,
+                          token_secret=args.token_secret, allow_dirty=args.allow_dirty)
     print("\n".join(report(result, args.model, args.revision)))
-    return 0

@@ -14,13 +14,19 @@ or lost. Surfaces:
 - space: the app started as a Space starts it (MODEL_ID, MODEL_REVISION, HF_TOKEN from the environment):
   no model, but a banner saying why, and the app builds
 - deploy: `python -m space deploy` against a Space deployed before: one line, exit 2, the Space's files unchanged
+  (git missing or hanging included)
+- serve: `python -m space` (its `main`) on the command line: one line, exit 2, before any model is loaded
 - explain: `hub.explain.explain` / `Classifier.explain` from Python
 - explain-cli: `python -m hub explain` (its `main`), which must not create --out or touch the model folder
+
+The three command lines share one policy (`hub.cli`): a failure the user can cause or meet (a bad option, no GPU, a
+full disk, a timeout, no network) is one `error:` line on stderr and exit code 2.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,6 +249,30 @@ def explain_cli(*extra, model_size: Optional[int] = None) -> Callable:
     return make
 
 
+def without_gpu(make: Callable) -> Callable:
+    """`make`, on a machine without a CUDA GPU (the CI machine has none; a machine with one pretends)."""
+    def wrapped(ctx):
+        import torch
+
+        ctx.request.getfixturevalue("monkeypatch").setattr(torch.cuda, "is_available", lambda: False)
+        return make(ctx)
+    return wrapped
+
+
+def unreachable_hub(make: Callable) -> Callable:
+    """`make`, with HF_ENDPOINT pointing at a port where nothing listens (the network is down)."""
+    def wrapped(ctx):
+        import socket
+
+        with socket.socket() as s:  # a free port, closed again: connections to it are refused
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ctx.request.getfixturevalue("monkeypatch").setattr("huggingface_hub.constants.ENDPOINT",
+                                                           f"http://127.0.0.1:{port}")
+        return make(ctx)
+    return wrapped
+
+
 def explain_cli_annotated(write: Callable[[Path], object], *extra, folder: str = "ann") -> Callable:
     """argv for `python -m hub explain ... --annotations ann/` on the table's model and its one sample image
     (ok.png, 48 x 48, matched as 'ok'), with `write(ann)` filling the annotation folder."""
@@ -281,8 +311,9 @@ def space_env(model: str = "public", revision: str = "v1", token: bool = True) -
     return make
 
 
-def deploy_args(*args: str) -> Callable:
-    """A Space deployed once (a public model at v1), then argv for deploying to it again with `args`."""
+def deploy_args(*args: str, git: str = "installed") -> Callable:
+    """A Space deployed once (a public model at v1), then argv for deploying to it again with `args`; with
+    `git` "missing" (not on PATH) or "hanging" (every call sleeps past a 1 s timeout) for the second deploy."""
     def make(ctx):
         from deploy_fixtures import make_checkout, model_repo
 
@@ -293,8 +324,27 @@ def deploy_args(*args: str) -> Callable:
         ctx.request.getfixturevalue("monkeypatch").setattr(space.deploy, "CHECKOUT", make_checkout(ctx.tmp / "clone"))
         space_id = repo_id.replace("model-", "space-")
         space.deploy.deploy_space(space_id, repo_id, "v1")
+        if git != "installed":
+            broken_git(ctx, hanging=git == "hanging")
         return ["deploy", space_id, "--model", repo_id, *args]
     return make
+
+
+def broken_git(ctx, hanging: bool) -> None:
+    """PATH without git, or with a git that hangs (and space.deploy's git timeout cut to 1 s)."""
+    import space.deploy
+
+    monkeypatch = ctx.request.getfixturevalue("monkeypatch")
+    bin_dir = ctx.tmp / "bin"
+    bin_dir.mkdir()
+    if not hanging:
+        monkeypatch.setenv("PATH", str(bin_dir))
+        return
+    fake = bin_dir / "git"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")  # exec: the timeout's kill ends the sleep too
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(space.deploy, "GIT_TIMEOUT", 1.0)
 
 
 def sample(ctx) -> str:
@@ -378,6 +428,8 @@ ROWS = {
     "--init pickle-only repo": Row("train", train_args("--init", repo("pickle")), "pickled weights are never loaded"),
     "--init repo of another architecture": Row("train", train_args("--init", repo("resnet18")),
                                                "the parent is a resnet18 but this run trains a resnet50 (--arch)"),
+    "train on --device cuda without a GPU": Row("train", without_gpu(train_args("--device", "cuda")),
+                                                "--device cuda: no CUDA GPU is available here"),
     "--init-head unknown": Row("train", train_args("--init", lambda ctx: ctx.model, "--init-head", "fresh"),
                                "--init-head must be 'keep' (carry the head over by label name) or 'reset'"),
     # model folders
@@ -454,6 +506,17 @@ ROWS = {
         lambda d: (d / "ok.txt").write_text("0 0.5 0.5 0.2 0.2\n"), "--tolerance", "-1"), "--tolerance must be >= 0"),
     "cli: --tolerance without --annotations": Row("explain-cli", explain_cli("--tolerance", "5"),
                                                   "add --annotations DIR"),
+    # python -m hub explain on what this machine or the network lacks
+    "cli: --device cuda without a GPU": Row("explain-cli", without_gpu(explain_cli("--device", "cuda")),
+                                            "--device cuda: no CUDA GPU is available here; use --device auto or cpu"),
+    "cli: --device gpu": Row("explain-cli", explain_cli("--device", "gpu"),
+                             "--device gpu: not a device; use auto, cpu, cuda, cuda:N or mps"),
+    "cli: a Hub model while the Hub is unreachable": Row("explain-cli", unreachable_hub(
+        lambda ctx: ["explain", "org/model", sample(ctx), "--out", str(ctx.tmp / "out")]),
+        "the Hub cannot be reached and this revision is not in the local cache"),
+    # python -m space on the command line
+    "serve on --device cuda without a GPU": Row("serve", without_gpu(lambda ctx: [
+        "--model", str(ctx.model), "--device", "cuda"]), "--device cuda: no CUDA GPU is available here"),
     # a Space's start-up and deploys
     "Space with no MODEL_ID": Row("space", space_env(model="none"), "no model given: set MODEL_ID"),
     "private model, Space without a token": Row("space", space_env(model="private", token=False),
@@ -463,6 +526,9 @@ ROWS = {
                                                  "revision 'v99' not found"),
     "deploy on --hardware that does not exist": Row("deploy", deploy_args("--hardware", "a100-huge"),
                                                     "--hardware 'a100-huge' is not a Space hardware"),
+    "deploy when git is not installed": Row("deploy", deploy_args(git="missing"), "git is not installed"),
+    "deploy when git hangs": Row("deploy", deploy_args(git="hanging"),
+                                 "took more than 1 s (a held lock or a slow disk?); nothing was deployed"),
 }
 
 
@@ -618,9 +684,18 @@ def run_deploy(row, ctx, argv, capsys):
     assert HfApi().list_repo_files(space_id, repo_type="space") == before  # nothing deleted from the Space
 
 
+def run_serve(row, ctx, argv, capsys):
+    from space.__main__ import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and row.message in err, err
+
+
 RUNNERS = {"image": run_image, "train": run_train, "model": run_model, "repo": run_repo, "push": run_call,
            "app": run_call, "explain": run_explain, "explain-cli": run_explain_cli, "space": run_space,
-           "deploy": run_deploy}
+           "deploy": run_deploy, "serve": run_serve}
 
 
 def test_the_table_is_broad():

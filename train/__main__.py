@@ -1,7 +1,7 @@
 """python -m train: fine-tune a timm ResNet50 on class-per-folder images and write a model folder.
 
 argparse lives here only; it builds a TrainConfig (recipe defaults, then explicit flags) and
-calls train.run.fit. User errors end with one clear line and exit code 2, never a traceback.
+calls train.run.fit. User errors end with one clear line and exit code 2, never a traceback (hub.cli).
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import os
 import sys
 import warnings
 
-from hub.errors import AnnotationError, ConfigError, DataError, OutputError, PublishError, WeightsError
+from hub.cli import run_command
+from hub.errors import ConfigError, PublishError
 from train.config import OPTIMIZERS, RECIPES, SPLITS, UNFREEZABLE, TrainConfig, build_config
 
 DEFAULTS = TrainConfig(data="<required>")
@@ -146,44 +147,38 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, validate, train; map every expected failure to one line on stderr and exit code 2."""
+    """Parse, validate, train (and push); every expected failure is one line on stderr and exit code 2
+    (hub.cli's policy, shared with python -m hub and python -m space)."""
     args = vars(parser().parse_args(argv))
     recipe = args.pop("recipe")
     try:
         cfg = build_config(recipe, **args)
     except ConfigError as exc:
         parser().error(str(exc))
-    from train.run import fit
-
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-    from hub.publish import push
+    # A full disk or a vanished folder mid-run: the checkpoints written so far stay, so --resume continues.
+    return run_command(lambda: train_and_push(cfg),
+                       os_hint="free space or choose another --out, then run the same command with --resume",
+                       interrupted="interrupted; continue with the same command plus --resume "
+                                   f"(checkpoints in {cfg.out}/checkpoints)")
 
+
+def train_and_push(cfg: TrainConfig) -> None:
+    """fit, then (rank 0 under torchrun) push; a failed push says that training finished and how to retry."""
+    from hub.publish import push
+    from train.run import fit
+
+    out = fit(cfg)
+    if not cfg.push_to or int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 pushes
+        return
     try:
-        out = fit(cfg)
-        if cfg.push_to and int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 pushes
-            result = push(out, cfg.push_to, tag=cfg.tag)
-            print(f"pushed to {result.commit_url}" + (f"\ntagged {result.tag}" if result.tag else ""))
-            print("load it with:\n" + result.snippet())
+        result = push(out, cfg.push_to, tag=cfg.tag)
     except PublishError as exc:
-        print(f"error: training finished but the push failed: {exc}\n"
-              f"retry with: python -m hub push {cfg.out} {cfg.push_to}" + (f" --tag {cfg.tag}" if cfg.tag else ""),
-              file=sys.stderr)
-        return 2
-    except (DataError, AnnotationError, WeightsError, OutputError, ConfigError, ValueError,
-            FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk or a vanished folder mid-run: the checkpoints written so far stay
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}; free space or choose another --out, then run the same command "
-              "with --resume", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with the same command plus --resume (checkpoints in {cfg.out}/checkpoints)",
-              file=sys.stderr)
-        return 130
-    return 0
+        retry = f"python -m hub push {cfg.out} {cfg.push_to}" + (f" --tag {cfg.tag}" if cfg.tag else "")
+        raise PublishError(f"training finished but the push failed: {exc}; retry with: {retry}") from None
+    print(f"pushed to {result.commit_url}" + (f"\ntagged {result.tag}" if result.tag else ""))
+    print("load it with:\n" + result.snippet())
 
 
 if __name__ == "__main__":
