@@ -92,6 +92,7 @@ def run_explain(args: argparse.Namespace) -> None:
 
     from hub import from_pretrained
     from hub.device import pick_device
+    from hub.display import interval_text
     from hub.explain.batch import (
         CSV_NAME,
         SANITY_NAME,
@@ -150,8 +151,8 @@ def run_explain(args: argparse.Namespace) -> None:
     summary = summarise(rows, steps, IMPUTATION)
     for method, s in summary.items():
         d, i = s["deletion"], s["insertion"]
-        print(f"{method:9s} deletion {d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]  insertion {i['mean']:.3f} "
-              f"[{i['low']:.3f}, {i['high']:.3f}]  beats random {s['beats']['random']:.0%}, centre "
+        print(f"{method:9s} deletion {interval_text(d)}  insertion {interval_text(i)}  beats random "
+              f"{s['beats']['random']:.0%}, centre "
               f"{s['beats']['centre']:.0%}  keep-remove {s['keep_remove']['mean']:+.3f}  over {s['images']} images, "
               f"{s['seconds']:.2f} s/image ({s['mode']})")
     agree = next((s["agreement"] for s in summary.values() if "agreement" in s), None)
