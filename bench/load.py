@@ -92,7 +92,7 @@ class App:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=str(ROOT / "runs" / "demo" / "model"),
                    help="model folder or REPO_ID[@REV] (default: the `make demo` model)")

@@ -53,7 +53,7 @@ def timed(fn, device) -> float:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.train_throughput", description=__doc__.splitlines()[0])
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=6, help="optimiser steps per timed epoch")
