@@ -142,7 +142,7 @@ def run_explain(args: argparse.Namespace) -> None:
     rows = explain_images(clf, items, methods, args.out, max_channels=k, target=args.target,
                           true_class=args.faithfulness, opacity=args.opacity, steps=steps)
     out = Path(args.out)
-    failed = sorted({r["image"] for r in rows if r["error"]})
+    failed = sorted({str(r.image) for r in rows if r.error})
     print(f"explained {len(items) - len(failed)} of {len(items)} images with {', '.join(methods)} "
           f"(Score-CAM {'exact' if k == 'exact' else f'fast, k={k}'}): {out / CSV_NAME}, {out / 'overlays'}")
     if failed:

@@ -211,3 +211,35 @@ def test_card_rows_read_old_keep_remove_only_summaries():
                                             "masked_passes": 0, "seconds": 0.1}})
     assert (old["name"], old["keep_remove"], old["deletion"], old["sanity"]) == ("Grad-CAM", "+0.230", "n/a", "not run")
     assert faithfulness_rows(None) == []
+
+
+def test_batch_rows_hold_numbers_and_only_the_csv_formats_them():
+    """A batch row holds numbers; `csv_row` writes them as explanations.csv always had them (6 decimals, seconds 4,
+    beats 0/1, '' for what a row lacks); `summarise` averages the numbers, never text read back."""
+    from pathlib import Path
+
+    from hub.explain.batch import COLUMNS, Row, Scores, csv_row, summarise
+
+    def scores(deletion: float, insertion: float) -> Scores:
+        return Scores(deletion, insertion, 0.25, {"random": {"deletion": 0.5, "insertion": 0.5},
+                                                  "centre": {"deletion": 0.4, "insertion": 0.6}},
+                      {"random": True, "centre": insertion - deletion > 0.2})
+
+    rows = [Row(Path("d/ring/x.png"), "gradcam", "ring", "ring", 0.9, "gradient", 0, "ring", "", 0.9,
+                scores(0.1, 0.8), {"rank_correlation": 0.5, "top_overlap": 0.25}, 0.5, "overlays/00000_x.gradcam.png"),
+            Row(Path("d/ring/y.png"), "gradcam", "ring", "cross", 0.6, "gradient", 0, "ring", "", 0.3,
+                scores(0.3, 0.4), None, 0.25, "overlays/00001_y.gradcam.png"),
+            Row(Path("d/ring/z.png"), "gradcam", "ring", error="d/ring/z.png: not an image file")]
+    text = csv_row(rows[0])
+    assert list(text) == list(COLUMNS)
+    assert [text[k] for k in ("predicted_probability", "deletion", "centre_insertion", "beats_centre", "seconds",
+                              "masked_passes", "agreement_top_overlap", "rival")] == \
+        ["0.900000", "0.100000", "0.600000", "1", "0.5000", "0", "0.250000", ""]
+    assert csv_row(rows[1])["beats_centre"] == "0" and csv_row(rows[1])["agreement_rank_correlation"] == ""
+    assert {k for k, v in csv_row(rows[2]).items() if v} == {"image", "true_label", "method", "error"}
+    s = summarise(rows, steps=5)["gradcam"]
+    assert (s["images"], s["steps"], s["seconds"], s["masked_passes"]) == (2, 5, 0.375, 0)
+    assert s["deletion"]["mean"] == pytest.approx(0.2) and s["keep_remove"] == {"mean": 0.25, "std": 0.0}
+    assert s["beats"] == {"random": 1.0, "centre": 0.5, "both": 0.5}
+    assert s["agreement"] == {"rank_correlation": 0.5, "top_overlap": 0.25}
+    assert summarise(rows[2:]) == {}   # nothing explained: no figures

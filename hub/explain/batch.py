@@ -10,6 +10,7 @@ intervals, the share of images where the map beats each baseline, keep-remove) a
 check, which `record_faithfulness` writes into the model folder's metrics.json and card, with a
 figure of example overlays. An unreadable image becomes a CSV row with its error: one bad file
 never stops the batch, and rows already written stay on disk if the run is interrupted.
+Each image and method is a `Row` of numbers; `csv_row` formats it, only when the CSV is written.
 With `--annotations` (expert regions, `hub.annotations`) the annotated images' true class is also scored
 against its region (`hub.explain.lesion`): localisation.csv, localisation.json, and `record_localisation`
 into metrics.json and the card. The annotations are read, and refused, before anything is written.
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Protocol
 
@@ -33,9 +35,10 @@ from hub.annotations import Annotations, read_annotations
 from hub.display import METHOD_NAMES
 from hub.explain.cam import MaxChannels
 from hub.explain.explanation import Explanation, Target, explain
-from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS, agreement
-from hub.explain.lesion import LesionRow, csv_row
+from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS, Figures, agreement
+from hub.explain.lesion import LesionRow
 from hub.explain.lesion import columns as lesion_columns
+from hub.explain.lesion import csv_row as lesion_csv_row
 from hub.explain.sanity import sanity_check
 from hub.explain.stats import bootstrap_interval
 from hub.files import write_atomic
@@ -59,9 +62,10 @@ class Explainer(Protocol):
 
 FIGURES = ("deletion", "insertion", "keep_remove", *[f"{b}_{k}" for b in BASELINES for k in ("deletion", "insertion")],
            *[f"beats_{b}" for b in BASELINES])
-AGREEMENT = ("agreement_rank_correlation", "agreement_top_overlap")  # Grad-CAM vs Score-CAM, on both rows
+AGREEMENT = ("rank_correlation", "top_overlap")  # Grad-CAM vs Score-CAM, on both rows (agreement_* columns)
 COLUMNS = ("image", "true_label", "predicted", "predicted_probability", "method", "mode", "masked_passes",
-           "target", "rival", "target_probability", *FIGURES, *AGREEMENT, "seconds", "overlay", "error")
+           "target", "rival", "target_probability", *FIGURES, *[f"agreement_{k}" for k in AGREEMENT], "seconds",
+           "overlay", "error")
 CSV_NAME = "explanations.csv"
 SUMMARY_NAME = "faithfulness.json"
 SANITY_NAME = "sanity.json"
@@ -118,15 +122,70 @@ def overlay_name(index: int, path: Path, method: str) -> str:
     return f"{index:05d}_{path.stem}.{method}.png"
 
 
-def figure_columns(e: Explanation) -> dict[str, str]:
-    """The CSV's faithfulness columns of one explanation ('' when the figures were switched off)."""
-    f = e.faithfulness
-    if f is None:
-        return dict.fromkeys(FIGURES, "")
-    out = {k: f"{f[k]:.6f}" for k in ("deletion", "insertion", "keep_remove")}
-    for b in BASELINES:
-        out.update({f"{b}_{k}": f"{f['baselines'][b][k]:.6f}" for k in ("deletion", "insertion")},
-                   **{f"beats_{b}": str(int(f["beats"][b]))})
+@dataclass(frozen=True)
+class Scores:
+    """One map's faithfulness figures, as the batch keeps them (`hub.explain.faithfulness.measure`)."""
+
+    deletion: float
+    insertion: float
+    keep_remove: float
+    baselines: Mapping[str, Mapping[str, float]]   # baseline -> {"deletion": area, "insertion": area}
+    beats: Mapping[str, bool]                      # baseline -> the map's insertion - deletion is larger
+
+    @classmethod
+    def of(cls, f: Figures) -> Scores:
+        """The figures of one explanation (`Explanation.faithfulness`)."""
+        return cls(float(f["deletion"]), float(f["insertion"]), float(f["keep_remove"]),
+                   {b: {k: float(f["baselines"][b][k]) for k in ("deletion", "insertion")} for b in BASELINES},
+                   {b: bool(f["beats"][b]) for b in BASELINES})
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image and method of a batch: what was explained and found, or why the image could not be read."""
+
+    image: Path
+    method: str
+    true_label: str = ""                   # "" when no folder of the image is named after a label
+    predicted: str = ""
+    predicted_probability: float = math.nan
+    mode: str = ""                         # "gradient", "exact" or "fast"
+    masked_passes: int = 0
+    target: str = ""
+    rival: str = ""                        # a contrastive target's B, else ""
+    target_probability: float = math.nan
+    scores: Optional[Scores] = None        # None when the figures were switched off (or the image unreadable)
+    agreement: Optional[Mapping[str, float]] = None  # with the image's other method's map (AGREEMENT keys)
+    seconds: float = math.nan
+    overlay: str = ""                      # relative to --out; "" for an unreadable image
+    error: str = ""                        # an unreadable image: why (nothing else set)
+
+
+def explained_row(e: Explanation, image: Path, true_label: str, labels: Sequence[str], overlay: str = "") -> Row:
+    """The row of one explanation `e` of `image`."""
+    best = int(np.argmax(e.probabilities))
+    return Row(image, e.method, true_label, labels[best], float(e.probabilities[best]), e.mode, e.passes, e.label,
+               e.rival_label or "", e.probability, None if e.faithfulness is None else Scores.of(e.faithfulness),
+               seconds=e.seconds, overlay=overlay)
+
+
+def csv_row(row: Row) -> dict[str, str]:
+    """`row` as explanations.csv writes it: the one place its numbers become text ('' for what it lacks)."""
+    out = dict.fromkeys(COLUMNS, "")
+    out.update(image=str(row.image), true_label=row.true_label, method=row.method, error=row.error)
+    if row.error:
+        return out
+    out.update(predicted=row.predicted, predicted_probability=f"{row.predicted_probability:.6f}", mode=row.mode,
+               masked_passes=str(row.masked_passes), target=row.target, rival=row.rival,
+               target_probability=f"{row.target_probability:.6f}", seconds=f"{row.seconds:.4f}", overlay=row.overlay)
+    f = row.scores
+    if f is not None:
+        out.update(deletion=f"{f.deletion:.6f}", insertion=f"{f.insertion:.6f}", keep_remove=f"{f.keep_remove:.6f}")
+        for b in BASELINES:
+            out.update({f"{b}_{k}": f"{f.baselines[b][k]:.6f}" for k in ("deletion", "insertion")},
+                       **{f"beats_{b}": str(int(f.beats[b]))})
+    for k, v in (row.agreement or {}).items():
+        out[f"agreement_{k}"] = f"{v:.6f}"
     return out
 
 
@@ -138,7 +197,7 @@ def probe(clf: Explainer) -> None:
 
 def explain_images(clf: Explainer, items: Sequence[Item], methods: Sequence[str], out: str | Path,
                    max_channels: MaxChannels = "auto", target: Target = None, true_class: bool = False,
-                   opacity: float = 0.5, progress: bool = True, **options) -> list[dict]:
+                   opacity: float = 0.5, progress: bool = True, **options) -> list[Row]:
     """Explain every item with every method; write overlays and the CSV under `out`; return the rows.
 
     The target is the true class when `true_class` (items without one are refused up front),
@@ -168,28 +227,20 @@ def explain_images(clf: Explainer, items: Sequence[Item], methods: Sequence[str]
                 img, error = None, str(exc)
             done, maps = [], {}
             for method in methods:
-                row = dict.fromkeys(COLUMNS, "")
-                row.update(image=str(item.path), true_label=truth, method=method)
                 if img is None:
-                    row["error"] = error
+                    done.append(Row(item.path, method, truth, error=error))
                 else:
                     e = clf.explain(img, method=method, max_channels=max_channels,
                                     target=truth if true_class else target, **options)
                     name = overlay_name(index, item.path, method)
                     e.overlay(opacity).save(out / "overlays" / name)
-                    best = int(np.argmax(e.probabilities))
-                    row.update(predicted=clf.labels[best], predicted_probability=f"{e.probabilities[best]:.6f}",
-                               mode=e.mode, masked_passes=e.passes, target=e.label, rival=e.rival_label or "",
-                               target_probability=f"{e.probability:.6f}", **figure_columns(e),
-                               seconds=f"{e.seconds:.4f}", overlay=f"overlays/{name}")
+                    done.append(explained_row(e, item.path, truth, clf.labels, f"overlays/{name}"))
                     maps[method] = e.heatmap
-                done.append(row)
                 bar.update()
             if len(maps) == 2:
                 agree = agreement(*maps.values())
-                for row in done:
-                    row.update({f"agreement_{k}": f"{v:.6f}" for k, v in agree.items()})
-            writer.writerows(done)
+                done = [replace(row, agreement={k: float(agree[k]) for k in AGREEMENT}) for row in done]
+            writer.writerows(csv_row(row) for row in done)
             fh.flush()  # an interrupted batch keeps the images it finished
             rows += done
     bar.close()
@@ -202,30 +253,29 @@ def interval(values: Sequence[float]) -> dict[str, float]:
     return {"mean": round(float(np.mean(values)), 6), "low": round(low, 6), "high": round(high, 6)}
 
 
-def summarise(rows: Sequence[dict], steps: Optional[int] = None, imputation: Optional[str] = None) -> dict[str, dict]:
+def summarise(rows: Sequence[Row], steps: Optional[int] = None, imputation: Optional[str] = None) -> dict[str, dict]:
     """Per method: deletion/insertion (mean, 95% interval), keep-remove, baselines, share beating them, cost."""
     out = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        done = [r for r in rows if r["method"] == method and not r["error"] and r["deletion"] != ""]
+    for method in dict.fromkeys(r.method for r in rows):
+        done = [r for r in rows if r.method == method and not r.error and r.scores is not None]
         if not done:
             continue
-        col = lambda key, rows=done: [float(r[key]) for r in rows]  # noqa: E731
-        beats = {b: [r[f"beats_{b}"] == "1" for r in done] for b in BASELINES}
+        scores = [r.scores for r in done]
+        beats = {b: [s.beats[b] for s in scores] for b in BASELINES}
+        keep_remove = [s.keep_remove for s in scores]
         out[method] = {
-            "deletion": interval(col("deletion")), "insertion": interval(col("insertion")),
-            "keep_remove": {"mean": round(float(np.mean(col("keep_remove"))), 6),
-                            "std": round(float(np.std(col("keep_remove"))), 6)},
-            "baselines": {b: {k: round(float(np.mean(col(f"{b}_{k}"))), 6) for k in ("deletion", "insertion")}
-                          for b in BASELINES},
+            "deletion": interval([s.deletion for s in scores]), "insertion": interval([s.insertion for s in scores]),
+            "keep_remove": {"mean": round(float(np.mean(keep_remove)), 6), "std": round(float(np.std(keep_remove)), 6)},
+            "baselines": {b: {k: round(float(np.mean([s.baselines[b][k] for s in scores])), 6)
+                              for k in ("deletion", "insertion")} for b in BASELINES},
             "beats": {**{b: round(float(np.mean(v)), 4) for b, v in beats.items()},
                       "both": round(float(np.mean([all(t) for t in zip(*beats.values())])), 4)},
-            "images": len(done), "mode": done[0]["mode"], "masked_passes": max(int(r["masked_passes"]) for r in done),
-            "seconds": round(float(np.mean(col("seconds"))), 4), "steps": steps, "imputation": imputation,
+            "images": len(done), "mode": done[0].mode, "masked_passes": max(r.masked_passes for r in done),
+            "seconds": round(float(np.mean([r.seconds for r in done])), 4), "steps": steps, "imputation": imputation,
             "target": "true class"}
-        paired = [r for r in done if r.get(AGREEMENT[0])]
+        paired = [r.agreement for r in done if r.agreement]
         if paired:
-            out[method]["agreement"] = {k.removeprefix("agreement_"): round(float(np.mean(col(k, paired))), 4)
-                                        for k in AGREEMENT}
+            out[method]["agreement"] = {k: round(float(np.mean([a[k] for a in paired])), 4) for k in AGREEMENT}
     return out
 
 
@@ -254,14 +304,14 @@ def sanity_reports(clf: Explainer, items: Sequence[Item], methods: Sequence[str]
             for m in methods}
 
 
-def example_figure(rows: Sequence[dict], out: str | Path, labels: Sequence[str]) -> Optional[Image.Image]:
+def example_figure(rows: Sequence[Row], out: str | Path, labels: Sequence[str]) -> Optional[Image.Image]:
     """One image per class (its first explained one): the image, then each method's overlay for its true class."""
-    out, methods = Path(out), list(dict.fromkeys(r["method"] for r in rows))
+    out, methods = Path(out), list(dict.fromkeys(r.method for r in rows))
     picks = []
     for label in labels:
-        first = next((r["image"] for r in rows if r["true_label"] == label and r["overlay"]), None)
+        first = next((r.image for r in rows if r.true_label == label and r.overlay), None)
         if first is not None:
-            overlays = {r["method"]: out / r["overlay"] for r in rows if r["image"] == first and r["overlay"]}
+            overlays = {r.method: out / r.overlay for r in rows if r.image == first and r.overlay}
             picks.append((label, [Image.open(first), *[Image.open(overlays[m]) for m in methods if m in overlays]]))
     if not picks:
         return None
@@ -354,7 +404,7 @@ def write_localisation(out: str | Path, rows: Sequence[LesionRow], labels: Seque
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, lesion_columns(methods))
         writer.writeheader()
-        writer.writerows(csv_row(r, labels, methods) for r in rows)
+        writer.writerows(lesion_csv_row(r, labels, methods) for r in rows)
     return path
 
 
@@ -381,6 +431,5 @@ def mean_faithfulness(model: nn.Module, root: str | Path, methods: Iterable[str]
                         labels=labels, **options)
             if e.faithfulness is None:
                 raise ValueError("faithfulness was switched off (faithfulness=False); nothing to summarise")
-            rows.append({"method": method, "mode": e.mode, "masked_passes": str(e.passes), "error": "",
-                         "seconds": str(e.seconds), **figure_columns(e)})
+            rows.append(explained_row(e, item.path, labels[item.truth], labels))
     return summarise(rows, options.get("steps", STEPS), options.get("imputation", IMPUTATION))
