@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import timm
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from bench.explain import pearson, to_input  # the bench's comparison with the library, not a copy
 from hub.explain.batch import mean_faithfulness
 from hub.explain.cam import FAST_CHANNELS, FastScoreCAM, GradCAM, ScoreCAM
 from hub.explain.explanation import cells_are_patches, explain, model_transform, to_pixels
@@ -39,19 +39,9 @@ def small_model(name: str = "test_resnet", size: int = 96, logit_scale: float = 
     return model.eval()
 
 
-def pearson(a, b) -> float:
-    """Pearson correlation of two maps of any shape."""
-    return float(np.corrcoef(np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64))[0, 1])
-
-
 def hook_count(model: torch.nn.Module) -> int:
     """Forward and backward hooks registered on any submodule."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-
-
-def to_input_size(cam: torch.Tensor, size: int) -> np.ndarray:
-    """Our low-resolution map resized like pytorch-grad-cam resizes its maps (bilinear, half-pixel)."""
-    return F.interpolate(cam[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +112,7 @@ def test_different_targets_give_different_maps(image, method):
 def test_exact_scorecam_matches_library(library_scorecam):
     x, reference, ours = library_scorecam
     assert ours.mode == "exact" and ours.passes <= ours.channels
-    assert pearson(to_input_size(ours.cam, x.shape[-1]), reference) >= 0.99
+    assert pearson(to_input(ours.cam.numpy(), x.shape[-1]), reference) >= 0.99
 
 
 @pytest.mark.parametrize("name", ["test_resnet", "resnet50"])
@@ -136,7 +126,7 @@ def test_gradcam_matches_library(name, image):
         with LibraryGradCAM(model, [model.layer4]) as cam:
             reference = cam(x, [ClassifierOutputTarget(target)])[0]
         ours = GradCAM(model)(x, target)
-        assert pearson(to_input_size(ours.cam, x.shape[-1]), reference) >= 0.999
+        assert pearson(to_input(ours.cam.numpy(), x.shape[-1]), reference) >= 0.999
     assert hook_count(model) == 0
 
 
@@ -228,7 +218,7 @@ def test_fast_scorecam_tracks_exact(model, library_scorecam):
     x, _, exact = library_scorecam
     fast = [FastScoreCAM(model, 32, seed=s, dtype="float32")(x) for s in range(3)]
     assert all(f.mode == "fast" and f.passes == 32 for f in fast)
-    assert np.mean([pearson(f.cam, exact.cam) for f in fast]) >= 0.95
+    assert np.mean([pearson(f.cam.numpy(), exact.cam.numpy()) for f in fast]) >= 0.95
     everything = FastScoreCAM(model, 10_000, dtype="float32")(x)  # k above the channel count: exact
     assert everything.mode == "exact" and torch.allclose(everything.cam, exact.cam, atol=1e-5)
 
