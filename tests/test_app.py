@@ -36,7 +36,8 @@ from space import app, handlers, serving
 from space import samples as sample_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-ENDPOINTS = ("/classify", "/gradcam", "/gradcam_faithfulness", "/scorecam", "/scorecam_faithfulness", "/compare")
+ENDPOINTS = ("/classify", "/gradcam", "/gradcam_faithfulness", "/scorecam", "/scorecam_faithfulness", "/compare",
+             "/study")  # /study: tests/test_study.py calls it
 # A refusal: by the endpoint itself (AppError), or by an event's validator before the queue (ValidationError)
 REFUSED = (AppError, ValidationError)
 # gradio 6.31 calls pandas APIs that pandas 3 deprecates, inside its queue: not ours to fix
