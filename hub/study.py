@@ -358,24 +358,25 @@ def study_columns(labels: Sequence[str]) -> list[str]:
     return ["study", "kind", "slices", "answer", "probability", *[f"mean_probability_{lb}" for lb in labels], "rule"]
 
 
-def slices_csv(rows: Sequence[SliceRow], labels: Sequence[str]) -> str:
-    """The per-slice table as CSV text."""
+def _csv(header: Sequence[str], rows) -> str:
+    """CSV text: a header, then the rows (numbers already formatted)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(slice_columns(labels))
-    writer.writerows([r.study, r.index, r.slice, r.label, f"{r.probability:.6f}",
-                      *[f"{p:.6f}" for p in r.probabilities], r.overlay] for r in rows)
+    writer.writerow(header)
+    writer.writerows(rows)
     return buf.getvalue()
+
+
+def slices_csv(rows: Sequence[SliceRow], labels: Sequence[str]) -> str:
+    """The per-slice table as CSV text."""
+    return _csv(slice_columns(labels), ([r.study, r.index, r.slice, r.label, f"{r.probability:.6f}",
+                                         *[f"{p:.6f}" for p in r.probabilities], r.overlay] for r in rows))
 
 
 def studies_csv(answers: Sequence[StudyAnswer], labels: Sequence[str]) -> str:
     """The per-study answers as CSV text, each with its rule."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(study_columns(labels))
-    writer.writerows([a.study, a.kind, a.slices, a.label, f"{a.probability:.6f}",
-                      *[f"{p:.6f}" for p in a.probabilities], a.rule] for a in answers)
-    return buf.getvalue()
+    return _csv(study_columns(labels), ([a.study, a.kind, a.slices, a.label, f"{a.probability:.6f}",
+                                         *[f"{p:.6f}" for p in a.probabilities], a.rule] for a in answers))
 
 
 def explain_studies(clf: Explainer, request: Request, out: str | os.PathLike, method: str = "gradcam",
