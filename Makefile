@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO ?= runs/demo
 DEMO_PORT ?= 7860
+# pytest workers: one per core of the 2-core machine CI runs on (each worker runs torch on one thread)
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test clean
 
@@ -34,7 +36,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 clean:
 	rm -rf runs .pytest_cache

@@ -66,8 +66,30 @@ def _isolate_temp_files() -> None:
     tempfile.tempdir = root
 
 
+def _one_thread_per_worker() -> None:
+    """Under `pytest -n 2` (make test) each of the two workers gets one core: one OpenMP thread, also for the
+    processes it starts. Two workers of two threads each on two cores made each torch call ~10x slower (the
+    spinning threads of one steal the other's core; see app_fixtures.one_torch_thread)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when it is first imported, and by subprocesses
+
+
 _isolate_temp_files()
+_one_thread_per_worker()
 HUB_PORT = _isolate_hf_environment()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--dist loadgroup` groups: a test file runs whole on one worker, so its module fixtures are built once,
+    and the files that share an expensive session fixture (a trained model) are one group, so it is trained once."""
+    shared = ("trained_synthetic",)
+    files: dict[str, str] = {}
+    for item in items:
+        name = next((f for f in shared if f in item.fixturenames), None)
+        if name:
+            files[item.path.stem] = name
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(files.get(item.path.stem, item.path.stem)))
 
 
 @pytest.fixture(scope="session")
