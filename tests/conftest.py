@@ -79,19 +79,6 @@ _one_thread_per_worker()
 HUB_PORT = _isolate_hf_environment()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`--dist loadgroup` groups: a test file runs whole on one worker, so its module fixtures are built once,
-    and the files that share an expensive session fixture (a trained model) are one group, so it is trained once."""
-    shared = ("trained_synthetic",)
-    files: dict[str, str] = {}
-    for item in items:
-        name = next((f for f in shared if f in item.fixturenames), None)
-        if name:
-            files[item.path.stem] = name
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(files.get(item.path.stem, item.path.stem)))
-
-
 @pytest.fixture(scope="session")
 def hub_server(tmp_path_factory: pytest.TempPathFactory) -> HubServer:
     """The Hub-compatible server at HF_ENDPOINT, seeded with timm/resnet50.a1_in1k (random weights)."""
