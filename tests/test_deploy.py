@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 from app_fixtures import ROOT
 from deploy_fixtures import git, make_checkout, model_repo
+from hub_races import someone_always_commits_first
 
 from space.deploy import (
     CPU_HARDWARE,
@@ -315,8 +315,6 @@ def test_a_deploy_whose_space_moved_meanwhile_recomputes_its_deletions(hub_serve
 
 def test_a_deploy_that_keeps_losing_the_race_gives_up_in_one_line(hub_server, hub_token, repo_id, space_id, checkout,
                                                                   tmp_path, monkeypatch, capsys):
-    from huggingface_hub import HfApi
-
     import space.deploy
     from hub.publish import COMMIT_ATTEMPTS
     from space.__main__ import main
@@ -324,20 +322,7 @@ def test_a_deploy_that_keeps_losing_the_race_gives_up_in_one_line(hub_server, hu
     model_repo(repo_id, tmp_path)
     deploy_space(space_id, repo_id, "v1", checkout=checkout)
     before = len(hub_server.commits(space_id, "space"))
-    create_commit = HfApi.create_commit
-    inside = threading.local()
-
-    def someone_commits_first(self, *args, **kwargs):
-        if not getattr(inside, "other", False):
-            inside.other = True
-            try:
-                HfApi().upload_file(path_or_fileobj=os.urandom(8), path_in_repo="other.bin", repo_id=space_id,
-                                    repo_type="space")
-            finally:
-                inside.other = False
-        return create_commit(self, *args, **kwargs)
-
-    monkeypatch.setattr(HfApi, "create_commit", someone_commits_first)
+    someone_always_commits_first(monkeypatch, space_id, "space")
     monkeypatch.setattr(space.deploy, "CHECKOUT", checkout)
     assert main(["deploy", space_id, "--model", repo_id, "--revision", "v1"]) == 2
     err = capsys.readouterr().err

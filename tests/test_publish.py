@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from hub_races import someone_always_commits_first
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from PIL import Image
 
@@ -325,19 +326,7 @@ def test_a_push_that_keeps_losing_the_race_gives_up_in_one_line(hub_server, hub_
 
     v1, v2 = tiny_models
     push(v1, repo_id, tag="auto")
-    create_commit = HfApi.create_commit
-    inside = threading.local()
-
-    def someone_commits_first(self, *args, **kwargs):
-        if not getattr(inside, "other", False):
-            inside.other = True
-            try:
-                HfApi().upload_file(path_or_fileobj=os.urandom(8), path_in_repo="other.bin", repo_id=repo_id)
-            finally:
-                inside.other = False
-        return create_commit(self, *args, **kwargs)
-
-    monkeypatch.setattr(HfApi, "create_commit", someone_commits_first)
+    someone_always_commits_first(monkeypatch, repo_id)
     seen = len(hub_server.requests)
     with pytest.raises(PublishError) as info:
         push(v2, repo_id, tag="auto")
