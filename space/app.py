@@ -82,9 +82,9 @@ def cam_tab(image: ImagePath, method: str, targets: list, api: Endpoints) -> Non
     last = gr.State(None, time_to_live=STATE_SECONDS)
 
     run.click(getattr(api, method), [image, target, opacity], [slider, download, info, numbers, curves, last],
-              api_name=method, concurrency_id=MODEL_CALLS
+              api_name=method, concurrency_id=MODEL_CALLS, validator=api.valid_explain
               ).success(getattr(api, f"{method}_faithfulness"), [last], [info, numbers, curves, last],
-                        api_name=f"{method}_faithfulness", concurrency_id=MODEL_CALLS)
+                        api_name=f"{method}_faithfulness", concurrency_id=MODEL_CALLS, validator=api.valid_last)
     opacity.release(api.restyle, [last, opacity], [slider, download], api_visibility="private",
                     concurrency_limit=None)
 
@@ -107,7 +107,7 @@ def compare_tab(image: ImagePath, targets: list, api: Endpoints) -> None:
     with gr.Accordion("Details (JSON)", open=False):
         numbers = gr.JSON(label="details")
     run.click(api.compare, [image, target, opacity], [grad, score, grad_curves, score_curves, table, numbers],
-              api_name="compare", concurrency_id=MODEL_CALLS)
+              api_name="compare", concurrency_id=MODEL_CALLS, validator=api.valid_explain)
 
 
 def classify_tab(served: Served, image: ImagePath, api: Endpoints, max_batch_size: int) -> None:
@@ -115,11 +115,12 @@ def classify_tab(served: Served, image: ImagePath, api: Endpoints, max_batch_siz
     run = gr.Button("Classify", variant="primary")
     label = gr.Label(num_top_classes=min(5, len(served.labels) or 1), label="Top classes", elem_id="top-classes")
     if max_batch_size <= 1:  # one forward pass per request, in the shared model-call group
-        run.click(api.classify, [image], [label], api_name="classify", concurrency_id=MODEL_CALLS)
+        run.click(api.classify, [image], [label], api_name="classify", concurrency_id=MODEL_CALLS,
+                  validator=api.valid_image)
         return
     # Its own group: one batch runs at a time (the Batcher), while up to a batch more waits to join the next one.
     run.click(api.classify, [image], [label], api_name="classify", concurrency_id="classify",
-              concurrency_limit=2 * max_batch_size)
+              concurrency_limit=2 * max_batch_size, validator=api.valid_image)
 
 
 def examples_tab(image: ImagePath, examples: list[tuple[str, str]], pick: Callable) -> None:

@@ -17,11 +17,14 @@ example with an expert annotation beside it (`samples.ExpertRegions`), its regio
 and the text says whether the map points into it. A `UserError` becomes a `gr.Error` with its one-line
 message: no traceback reaches a user.
 
-`valid_*` are Gradio validators of the model endpoints (the checks that decode nothing: `handlers.check_upload`
-reads the file's header), meant for `validator=` so a bad request is refused before it queues. They are NOT wired:
-with them, gradio 6.31 runs the validator inside the queue/join request, and under load (12 concurrent clients,
-2 busy CPU cores) those requests outlived gradio_client's 5 s timeout (tests/test_app.py's concurrency tests,
-httpx.ReadTimeout), where a plain join answers at once. Every check still runs in the endpoint itself.
+`valid_*` are the model endpoints' Gradio validators (`validator=` in `space.app`): the checks that decode
+nothing (`handlers.check_upload` reads the file's header) refuse a bad request in /queue/join, before it takes
+a queue slot, with the endpoint's own line (gradio_client: `ValidationError`). They are coroutines: Gradio
+awaits one on its event loop, where a plain function waits for a worker thread; as plain functions they made
+/queue/join outlive gradio_client's 5 s timeout with 12 concurrent clients on 2 busy cores (tests/test_app.py's
+concurrency tests, httpx.ReadTimeout), as coroutines those tests pass on the same cores. MCP tool calls go
+through the queue too, so through the validators. Every check also runs in the endpoint itself, which is
+callable without Gradio and holds the checks that need the pixels (a truncated file, the pixel limit).
 The docstrings of the public endpoints are their API and MCP tool descriptions (Gradio reads `Args:`).
 """
 from __future__ import annotations
@@ -209,19 +212,21 @@ class Endpoints:
         return outputs.png(handlers.read_image(file), preview_name(file))
 
     # ---- validators: the checks that decode nothing, run by Gradio before a request queues -----------------
+    # async on purpose: Gradio awaits a coroutine on its event loop, where a plain function would wait for a
+    # worker thread (anyio's limiter) behind the model calls; a header read is microseconds.
 
-    def valid_image(self, image: Optional[str]) -> dict:
+    async def valid_image(self, image: Optional[str]) -> dict:
         """/classify's validator (one input: one gr.validate, not a list, which Gradio would take as the value)."""
         return passed(lambda: handlers.check_upload(self.served, image))
 
-    def valid_explain(self, image: Optional[str], target: Optional[str], opacity: float) -> list[dict]:
+    async def valid_explain(self, image: Optional[str], target: Optional[str], opacity: float) -> list[dict]:
         """The validator of /gradcam, /scorecam and /compare (the class is checked once a model is loaded)."""
         labels = self.served.labels
         return [passed(lambda: handlers.check_upload(self.served, image)),
                 passed(lambda: self.served.ready and handlers.target_label(target, labels)),
                 passed(lambda: handlers.check_opacity(opacity))]
 
-    def valid_last(self, last: Optional[ExplainResult]) -> dict:
+    async def valid_last(self, last: Optional[ExplainResult]) -> dict:
         """The validator of the faithfulness steps: a model, and a map made in this session."""
         return passed(lambda: handlers.check_figures(self.served, last))
 

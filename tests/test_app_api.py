@@ -1,5 +1,5 @@
-"""The app for programs and agents: every endpoint described and typed, one-line refusals (and the validators
-that would give them before the queue), the MCP server (tools listed and called through Gradio's MCP endpoint),
+"""The app for programs and agents: every endpoint described and typed, one-line refusals (the validators give
+them before the queue), the MCP server (tools listed and called through Gradio's MCP endpoint),
 and the file input that takes DICOM in the browser (a synthetic DICOM written here with pydicom).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, ValidationError
 from PIL import Image
 
 from hub.images import load_image
@@ -93,31 +93,48 @@ def test_every_endpoint_is_described_with_typed_parameters_named_as_documented(r
 # ---- refusals ----------------------------------------------------------------------------------------------------
 
 def test_validators_refuse_in_one_line_what_needs_no_decoding(served, sample_paths, uploads):
-    """`Endpoints.valid_*`, Gradio validators (not wired: see space/endpoints.py), give the endpoint's own line."""
+    """`Endpoints.valid_*`, the model endpoints' Gradio validators, give the endpoint's own line."""
     api = Endpoints(served)
     image = str(sample_paths[0])
-    assert api.valid_image(image) == gr.validate(True, "")
-    cases = [(api.valid_image(None), "No image: upload one"),
-             (api.valid_image(str(uploads["notes.txt"])), "'notes.txt': not an image file"),
-             (api.valid_explain(str(uploads["report.dcm"]), "", 0.5)[0], "'report.dcm': DICOM file has no pixel data"),
-             (api.valid_explain(image, "tumour", 0.5)[1], "Unknown class 'tumour'; the model's classes are: ring"),
-             (api.valid_explain(image, "ring vs ring", 0.5)[1], "'A vs B' needs two different classes"),
-             (api.valid_explain(image, "", 1.5)[2], "Opacity must be between 0 and 1, got 1.5"),
-             (api.valid_last(None), "No explanation to measure yet")]
+    run = asyncio.run  # async validators: Gradio awaits them on its event loop
+    assert run(api.valid_image(image)) == gr.validate(True, "")
+    cases = [(run(api.valid_image(None)), "No image: upload one"),
+             (run(api.valid_image(str(uploads["notes.txt"]))), "'notes.txt': not an image file"),
+             (run(api.valid_explain(str(uploads["report.dcm"]), "", 0.5))[0],
+              "'report.dcm': DICOM file has no pixel data"),
+             (run(api.valid_explain(image, "tumour", 0.5))[1], "Unknown class 'tumour'; the model's classes are: ring"),
+             (run(api.valid_explain(image, "ring vs ring", 0.5))[1], "'A vs B' needs two different classes"),
+             (run(api.valid_explain(image, "", 1.5))[2], "Opacity must be between 0 and 1, got 1.5"),
+             (run(api.valid_last(None)), "No explanation to measure yet")]
     for result, message in cases:
         assert result["is_valid"] is False and result["message"].startswith(message), result
         assert "\n" not in result["message"]
-    assert all(r["is_valid"] for r in api.valid_explain(image, "cross vs ring", 0.0))
+    assert all(r["is_valid"] for r in run(api.valid_explain(image, "cross vs ring", 0.0)))
 
 
-def test_refusals_through_the_api_are_the_endpoints_one_line(running_app, sample_paths):
+def test_every_model_endpoint_is_validated_before_the_queue(running_app):
+    validators = {f.api_name: f.validator for f in running_app.demo.fns.values() if f.api_name in MODEL_ENDPOINTS}
+    assert set(validators) == set(MODEL_ENDPOINTS) and all(validators.values()), validators
+
+
+def test_refusals_through_the_api_are_the_endpoints_one_line(running_app, sample_paths, uploads, monkeypatch):
     client = Client(running_app.url, verbose=False)
     image = handle_file(str(sample_paths[0]))
-    # the class and opacity widgets leave the check to the endpoint: its own message, not Gradio's
-    with pytest.raises(AppError, match="^Unknown class 'tumour'; the model's classes are: ring"):
-        client.predict(image, "tumour", 0.5, api_name="/scorecam")
-    with pytest.raises(AppError, match="^Opacity must be between 0 and 1, got 1.5"):
-        client.predict(image, "", 1.5, api_name="/gradcam")
+    # refused by the validator, before the queue: the endpoint's own checks (and so the model) never run
+    called = []
+    original = handlers.check_explain
+    monkeypatch.setattr(handlers, "check_explain", lambda *args: called.append(args) or original(*args))
+    cases = [((image, "tumour", 0.5), "/scorecam", "- target: Unknown class 'tumour'; the model's classes are: ring"),
+             ((image, "", 1.5), "/gradcam", "- opacity: Opacity must be between 0 and 1, got 1.5"),
+             ((handle_file(str(uploads["notes.txt"])), "", 0.5), "/compare", "- image: 'notes.txt': not an image file")]
+    for args, api_name, line in cases:
+        with pytest.raises(ValidationError) as info:
+            client.predict(*args, api_name=api_name)
+        head, reason = str(info.value).splitlines()  # the client's header, then the endpoint's own line
+        assert head == "1 parameter(s) failed validation:" and reason.startswith(line), reason
+    with pytest.raises(ValidationError, match="No explanation to measure yet"):
+        Client(running_app.url, verbose=False).predict(api_name="/gradcam_faithfulness")
+    assert called == []
 
 
 # ---- MCP -----------------------------------------------------------------------------------------------------
