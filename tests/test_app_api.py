@@ -13,7 +13,7 @@ import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError, ValidationError
+from gradio_client.exceptions import ValidationError
 from PIL import Image
 
 from hub.images import load_image
