@@ -30,11 +30,15 @@ class TrainedSynthetic:
 
 @pytest.fixture(scope="session")
 def trained_synthetic(tmp_path_factory) -> TrainedSynthetic:
-    """ResNet50 at 128 px trained on 3 x 60 synthetic images; held-out set of 3 x 20 with evidence boxes."""
+    """ResNet50 at 128 px trained on 3 x 60 synthetic images; held-out set of 3 x 20 with evidence boxes.
+
+    amp=True: bf16 autocast and channels_last on a bf16-native CPU (AMX/AVX512-BF16), fp32 elsewhere. On this
+    project's 2-core CPU it trains in 32-33 s instead of 58-68 s (two runs each, same process, free cores) with
+    the same held-out accuracy (1.000), and every test that uses it passes on the same thresholds."""
     root = tmp_path_factory.mktemp("trained-synthetic")
     make_dataset(root / "data" / "train", classes=3, per_class=60, size=128, seed=0)
     make_dataset(root / "data" / "test", classes=3, per_class=20, size=128, seed=123)
-    out = train_quiet(root / "data" / "train", root / "model", img_size=128, batch_size=16, epochs=6,
+    out = train_quiet(root / "data" / "train", root / "model", img_size=128, batch_size=16, epochs=6, amp=True,
                       test_data=str(root / "data" / "test"))
     return TrainedSynthetic(model_dir=out, data_dir=root / "data")
 
