@@ -64,6 +64,11 @@ def localisation_tables(localisation: dict | None) -> list[dict[str, Any]]:
                          "energy": interval_text(f["energy"]), "ratio": interval_text(f["ratio"], 2)})
         shortcut = [{"name": LESION_VIEWS.get(v, v), "accuracy": interval_text(a)}
                     for v, a in r["shortcut"]["accuracy"].items()]
+        place = r["shortcut"].get("place_only")
+        if place:
+            shortcut.append({"name": f"the lesion's place and size alone ({place['k']} nearest of "
+                                     f"{place['reference_images']} training regions; no image)",
+                             "accuracy": interval_text(place["accuracy"])})
         tables.append({"split": name, "images": r["images"], "skipped": r["skipped"],
                        "tolerance": f"{r['tolerance']:g}",
                        "resampled": "whole patients" if r["resampled"] == "groups" else "images",

@@ -26,6 +26,7 @@ from hub.explain.lesion import (
     view_probabilities,
 )
 from hub.explain.localisation import Localisation, baseline_maps, localise, localise_all, random_grid
+from hub.explain.place import features, place_predictions
 from hub.explain.shortcut import margin, views
 from hub.images import find_images
 from train.synthetic import load_evidence
@@ -209,6 +210,55 @@ def test_summary_of_rows_and_its_lines():
         summarise(hand_rows()[-1:])
 
 
+def box_at(cx: float, cy: float, side: float = 0.1) -> Region:
+    return Region("b.txt", ((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2),))
+
+
+def test_the_place_floor_reads_class_from_where_the_region_is_and_nothing_else():
+    rng = np.random.default_rng(0)
+    # class 0 in the upper left or upper right (mirror images of each other), class 1 low in the middle
+    spots = {0: [(0.2, 0.2), (0.8, 0.2)], 1: [(0.5, 0.8)]}
+    def drawn(n):
+        out = []
+        for i in range(n):
+            c = i % 2
+            x, y = spots[c][rng.integers(len(spots[c]))]
+            out.append((box_at(x + rng.normal(0, 0.03), y + rng.normal(0, 0.03)), c))
+        return out
+    reference, queries = drawn(60), drawn(30)
+    got = place_predictions(reference, [r for r, _ in queries], mirror=True)
+    assert (got == [c for _, c in queries]).all()
+    # the same places with the classes drawn at random: the place says nothing, and the floor is near chance
+    shuffled = [(r, int(rng.integers(2))) for r, _ in reference]
+    blind = place_predictions(shuffled, [r for r, _ in queries])
+    assert (blind == [c for _, c in queries]).mean() < 0.8
+    # mirror: a box on the left and one on the right are one place; without it they are not
+    left, right = box_at(0.2, 0.5), box_at(0.8, 0.5)
+    assert (features(left, mirror=True) == pytest.approx(features(right, mirror=True)))
+    assert features(left, mirror=False)[0] == pytest.approx(0.2)
+    assert place_predictions([(left, 0), (right, 1)], [right], k=1).tolist() == [1]
+    assert place_predictions([(left, 0), (right, 1)], [right], mirror=True, k=2).tolist() == [0]   # a tie: the lower
+    # a mask region is measured by its extent, as a box would be
+    mask = np.zeros((100, 100), bool)
+    mask[10:30, 60:90] = True
+    assert features(Region("m.png", pixels=mask), False) == pytest.approx([0.75, 0.2, 0.3, 0.2], abs=0.02)
+    with pytest.raises(ValueError, match="needs reference regions"):
+        place_predictions([], [left])
+
+
+def test_the_place_floor_goes_into_the_report_its_lines_and_the_card():
+    place = {f"img{i}.png": (1 if i < 2 else 0) for i in range(4)}    # right on the first two of four
+    report = summarise(hand_rows(), place=place)
+    assert report["shortcut"]["place_only"]["accuracy"]["mean"] == 0.5
+    report["shortcut"]["place_only"].update(k=15, reference_images=40)
+    assert any("place and size alone (15 nearest of 40 training regions): 0.500 [" in line
+               for line in report_lines(report))
+    table = localisation_tables({"test": report})[0]
+    assert table["shortcut"][-1]["name"].startswith("the lesion's place and size alone (15 nearest of 40")
+    assert table["shortcut"][-1]["accuracy"].startswith("0.500 [")
+    assert "place_only" not in summarise(hand_rows())["shortcut"]
+
+
 def test_card_tables_name_their_split_and_list_methods_baselines_and_the_check():
     report = summarise(hand_rows(), skipped=2)
     tables = localisation_tables({"test": report, "held": report, "validation": report})
@@ -255,8 +305,12 @@ def test_lesion_report_on_a_trained_model_beats_the_centre(trained_synthetic, an
     chosen, annotations = annotated_test_set
     items = [(p, labels.index(p.parent.name)) for p in chosen]
     seen = []
+    # the training images' boxes: the evidence sits anywhere, so its place alone says nothing of the class
+    train_root = trained_synthetic.data_dir / "train"
+    reference = [(Region("e", ((x0 / 128, y0 / 128, x1 / 128, y1 / 128),)), labels.index(rel.split("/")[0]))
+                 for rel, (x0, y0, x1, y1) in load_evidence(train_root).items()]
     report = lesion_report(model, items + [("elsewhere/none.png", 0)], annotations, max_channels=8,
-                           progress=lambda done, total: seen.append((done, total)))
+                           progress=lambda done, total: seen.append((done, total)), reference=reference, mirror=True)
     json.dumps(report, allow_nan=False)
     table = "\n".join(report_lines(report))
     assert report["images"] == 24 and report["skipped"] == 1 and seen[-1] == (24, 24)
@@ -271,6 +325,8 @@ def test_lesion_report_on_a_trained_model_beats_the_centre(trained_synthetic, an
     # the model reads the pattern: right as is and with only the box; hiding the box costs it most of its answers
     assert acc["as_is"]["mean"] >= 0.9 and acc["only"]["mean"] >= 0.75, table
     assert acc["hidden"]["mean"] <= acc["as_is"]["mean"] - 0.3, table
+    place = report["shortcut"]["place_only"]
+    assert place["reference_images"] == len(reference) and place["accuracy"]["mean"] <= 0.6, table   # chance 1/3
     rows = lesion_rows(model, items[:2], annotations, methods=("gradcam",), max_channels=8)
     assert [r.path for r in rows] == [p for p, _ in items[:2]] and set(rows[0].maps) == {"gradcam", "centre",
                                                                                         "flat", "random"}

@@ -193,6 +193,9 @@ def localisation(run: Run) -> dict:
     from hub.explain.lesion import lesion_report
 
     out = {}
+    # The training images' regions: what their place alone tells of the class is the lesion-hidden check's floor.
+    train, known = run.splits.train, run.regions.get("data")
+    reference = [(known.get(p), c) for p, c in zip(train.paths, train.labels) if known and known.get(p) is not None]
     for name, split, key in (("validation", run.splits.val, "data"), ("test", run.splits.test, "test")):
         if key not in run.regions or split is None or not len(split):
             continue
@@ -201,7 +204,7 @@ def localisation(run: Run) -> dict:
         groups = run.splits.groups if name == "validation" else None
         t0 = time.perf_counter()
         out[name] = lesion_report(run.net.eval(), list(zip(split.paths, split.labels)), run.regions[key],
-                                  groups=groups, device=run.device)
+                                  groups=groups, device=run.device, reference=reference, mirror=run.cfg.hflip)
         run.log(f"localisation on {name}: {time.perf_counter() - t0:.0f} s")
     return out
 

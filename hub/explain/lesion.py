@@ -32,13 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from hub.annotations import Annotations
+from hub.annotations import Annotations, Region
 from hub.device import autocast
 from hub.display import MAP_NAMES, interval_text
 from hub.errors import AnnotationError
 from hub.explain.cam import FAST_CHANNELS, MaxChannels, resolve_dtype
 from hub.explain.explanation import cells_are_patches, explain, model_device, model_transform
 from hub.explain.localisation import BASELINES, TOLERANCE, Localisation, baseline_maps, localise_all
+from hub.explain.place import K as PLACE_K
+from hub.explain.place import place_predictions
 from hub.explain.shortcut import GROW_SHARE, VIEWS, views
 from hub.explain.split import split_model
 from hub.explain.stats import bootstrap_interval
@@ -231,8 +233,9 @@ def interval(values: Sequence[float], units: Optional[Sequence[Hashable]] = None
 
 
 def summarise(rows: Sequence[LesionRow], skipped: int = 0, tolerance: float = TOLERANCE,
-              groups: Optional[Mapping] = None, seed: int = 0) -> dict:
-    """The JSON-ready report of `rows` (`skipped`: images given without an annotation)."""
+              groups: Optional[Mapping] = None, seed: int = 0, place: Optional[Mapping[Path, int]] = None) -> dict:
+    """The JSON-ready report of `rows` (`skipped`: images given without an annotation; `place`: image path ->
+    the class its region's place alone predicts, `hub.explain.place`, for the shortcut check's floor)."""
     done = [r for r in rows if not r.error]
     if not done:
         raise AnnotationError(f"no annotated image to report on ({len(rows)} unreadable, {skipped} without an "
@@ -255,6 +258,8 @@ def summarise(rows: Sequence[LesionRow], skipped: int = 0, tolerance: float = TO
     shortcut = {"accuracy": {v: stat([r.predicted[v] == r.truth for r in done]) for v in VIEWS},
                 "p_true": {v: stat([r.p_true[v] for r in done]) for v in VIEWS},
                 "fill": "pull-push inpainting", "grow_share": GROW_SHARE}
+    if place is not None:
+        shortcut["place_only"] = {"accuracy": stat([place[r.path] == r.truth for r in done])}
     return {"images": len(done), "skipped": skipped, "unreadable": len(rows) - len(done), "tolerance": tolerance,
             "target": "true class", "level": LEVEL, "resampled": "images" if units is None else "groups",
             "units": len(done) if units is None else len({str(u) for u in units}),
@@ -267,15 +272,25 @@ def lesion_report(model: nn.Module, items: Sequence[Item], annotations: Annotati
                   methods: Sequence[str] = METHODS, tolerance: float = TOLERANCE,
                   max_channels: MaxChannels = FAST_CHANNELS, groups: Optional[Mapping] = None, seed: int = 0,
                   device: Union[str, torch.device, None] = None, progress: Optional[Progress] = None,
+                  reference: Optional[Sequence[tuple[Region, int]]] = None, mirror: bool = False,
                   **options) -> dict:
     """`summarise(lesion_rows(...))`: the lesion report of `items` ((path, true class index) pairs).
 
-    `groups`: image path -> patient (or slide) id, for intervals that resample whole patients. `options`:
-    `layer`, `dtype`, `transform` of `lesion_rows`."""
+    `groups`: image path -> patient (or slide) id, for intervals that resample whole patients. `reference`: the
+    training images' (region, class) pairs, for the shortcut check's floor (what the region's place alone gives
+    away, `hub.explain.place`; `mirror` for a model trained with horizontal flips). `options`: `layer`, `dtype`,
+    `transform` of `lesion_rows`."""
     rows = lesion_rows(model, items, annotations, methods, tolerance, max_channels, seed, device, progress,
                        **options)
     skipped = sum(annotations.get(Path(p)) is None for p, _ in items)
-    return summarise(rows, skipped, tolerance, groups, seed)
+    place = None
+    if reference:
+        done = [r.path for r in rows if not r.error]
+        place = dict(zip(done, place_predictions(reference, [annotations.get(p) for p in done], mirror).tolist()))
+    report = summarise(rows, skipped, tolerance, groups, seed, place)
+    if place is not None:
+        report["shortcut"]["place_only"].update(k=min(PLACE_K, len(reference)), reference_images=len(reference))
+    return report
 
 
 # The shortcut check's views as this report names them (the card, about lesions, says "lesion hidden").
@@ -293,6 +308,10 @@ def report_lines(report: dict, split: str = "images") -> list[str]:
                      f"{interval_text(f['energy']):24s}{interval_text(f['ratio'], 2)}")
     acc = report["shortcut"]["accuracy"]
     lines.append("shortcut check, accuracy: " + ", ".join(f"{VIEW_NAMES[v]} {interval_text(acc[v])}" for v in VIEWS))
+    if "place_only" in report["shortcut"]:
+        p = report["shortcut"]["place_only"]
+        lines.append(f"  the region's place and size alone ({p['k']} nearest of {p['reference_images']} training "
+                     f"regions): {interval_text(p['accuracy'])}, the floor for 'region hidden'")
     per = ", ".join(f"{MAP_NAMES.get(m, m)} {f['seconds']:.2f} s" for m, f in report["methods"].items())
     lines.append(f"{report['seconds_per_image']:.2f} s an image ({per})")
     return lines
