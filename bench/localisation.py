@@ -5,7 +5,9 @@
 
 Prints, for the true class of up to --limit annotated images (spread over the classes): each method's pointing
 game, energy and energy / area against the centre, flat and random baselines, the shortcut check (accuracy as is,
-lesion hidden, only the lesion), seconds per image (wall and CPU), then:
+lesion hidden, only the lesion) and, with --reference-data/--reference-annotations (the training images and their
+regions), the check's floor: what the lesion's place and size alone give (hub/explain/place.py); seconds per image
+(wall and CPU), then:
 - Grad-CAM at layer3 against layer4 (the default), each with its own grid's random baseline: does an earlier
   stage (8 x 8 cells at 128 px against layer4's 4 x 4; the same 8 x 8 on a model whose layer4 is dilated to
   output stride 16) land on the lesion more often?
@@ -23,7 +25,7 @@ import numpy as np
 
 
 def run(model_dir: str, data: str, annotations: str, limit: int | None, max_channels: int, tolerance: float,
-        dtype_check: int, seed: int = 0) -> None:
+        dtype_check: int, seed: int = 0, reference: tuple[str, str] | None = None, mirror: bool = True) -> None:
     """Measure and print the report, the layer comparison and (optionally) the bf16 check."""
     import torch
 
@@ -31,6 +33,8 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
     from hub.display import interval_text
     from hub.explain.batch import collect_images, read_item_annotations, spread
     from hub.explain.lesion import cam_grid, lesion_rows, report_lines, summarise
+    from hub.explain.place import K as PLACE_K
+    from hub.explain.place import place_predictions
 
     clf = from_pretrained(model_dir, device="cpu")
     items = collect_images([data], clf.labels)
@@ -48,7 +52,17 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
         return rows, (time.perf_counter() - wall) / len(chosen), (time.process_time() - cpu) / len(chosen)
 
     rows, wall, cpu = measured()
-    report = summarise(rows, 0, tolerance)
+    place, known = None, []
+    if reference:
+        ref_items = collect_images([reference[0]], clf.labels)
+        ref_found = read_item_annotations(reference[1], ref_items, [reference[0]])
+        known = [(ref_found.get(i.path), i.truth) for i in ref_items
+                 if i.truth is not None and ref_found.get(i.path) is not None]
+        done = [r.path for r in rows if not r.error]
+        place = dict(zip(done, place_predictions(known, [found.get(p) for p in done], mirror).tolist()))
+    report = summarise(rows, 0, tolerance, place=place)
+    if place is not None:
+        report["shortcut"]["place_only"].update(k=min(PLACE_K, len(known)), reference_images=len(known))
     print("\n".join(report_lines(report, Path(data).name)))
     print(f"measured: {wall:.2f} s an image wall, {cpu:.2f} s CPU time (all threads); "
           f"{len(chosen)} images in {wall * len(chosen) / 60:.1f} min")
@@ -89,10 +103,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tolerance", type=float, default=15.0, help="pointing game tolerance in image pixels")
     p.add_argument("--dtype-check", type=int, default=0, metavar="N",
                    help="also run Score-CAM in fp32 on the first N images and compare")
+    p.add_argument("--reference-data", help="the model's training images (class folders): with "
+                   "--reference-annotations, the shortcut check's floor from the lesion's place alone")
+    p.add_argument("--reference-annotations", help="the expert regions of --reference-data")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="the model was trained without horizontal flips: left and right are different places")
     a = p.parse_args(argv)
     if a.limit is not None and a.limit < 1:
         p.error(f"--limit must be at least 1, got {a.limit}")
-    run(a.model, a.data, a.annotations, a.limit, a.max_channels, a.tolerance, a.dtype_check)
+    if (a.reference_data is None) != (a.reference_annotations is None):
+        p.error("--reference-data and --reference-annotations go together: the training images and their regions")
+    reference = (a.reference_data, a.reference_annotations) if a.reference_data else None
+    run(a.model, a.data, a.annotations, a.limit, a.max_channels, a.tolerance, a.dtype_check, reference=reference,
+        mirror=a.mirror)
 
 
 if __name__ == "__main__":

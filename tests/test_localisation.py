@@ -332,3 +332,20 @@ def test_lesion_report_on_a_trained_model_beats_the_centre(trained_synthetic, an
                                                                                         "flat", "random"}
     assert not math.isnan(rows[0].area) and rows[0].seconds > 0
     print(table)
+
+
+def test_the_bench_prints_the_table_with_the_place_floor(trained_synthetic, capsys):
+    """bench.localisation reproduces the card's table, the floor included, from the training images' regions."""
+    from bench.localisation import main
+
+    data = trained_synthetic.data_dir
+    # the synthetic sets carry a YOLO file beside each image: the image folder is its own annotation folder
+    main(["--model", str(trained_synthetic.model_dir), "--data", str(data / "test"), "--annotations",
+          str(data / "test"), "--limit", "6", "--max-channels", "4", "--reference-data", str(data / "train"),
+          "--reference-annotations", str(data / "train")])
+    out = capsys.readouterr().out
+    assert "6 of 60 annotated images" in out and "shortcut check, accuracy: as is" in out
+    assert "place and size alone (15 nearest of 180 training regions)" in out
+    with pytest.raises(SystemExit):
+        main(["--model", "m", "--data", "d", "--annotations", "a", "--reference-data", "r"])
+    assert "--reference-data and --reference-annotations go together" in capsys.readouterr().err
