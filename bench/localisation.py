@@ -31,10 +31,9 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
 
     from hub import from_pretrained
     from hub.display import interval_text
-    from hub.explain.batch import collect_images, read_item_annotations, spread
+    from hub.explain.batch import collect_images, read_item_annotations, reference_regions, spread
     from hub.explain.lesion import cam_grid, lesion_rows, report_lines, summarise
-    from hub.explain.place import K as PLACE_K
-    from hub.explain.place import place_predictions
+    from hub.explain.place import place_by_path
 
     clf = from_pretrained(model_dir, device="cpu")
     items = collect_images([data], clf.labels)
@@ -52,17 +51,9 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
         return rows, (time.perf_counter() - wall) / len(chosen), (time.process_time() - cpu) / len(chosen)
 
     rows, wall, cpu = measured()
-    place, known = None, []
-    if reference:
-        ref_items = collect_images([reference[0]], clf.labels)
-        ref_found = read_item_annotations(reference[1], ref_items, [reference[0]])
-        known = [(ref_found.get(i.path), i.truth) for i in ref_items
-                 if i.truth is not None and ref_found.get(i.path) is not None]
-        done = [r.path for r in rows if not r.error]
-        place = dict(zip(done, place_predictions(known, [found.get(p) for p in done], mirror).tolist()))
-    report = summarise(rows, 0, tolerance, place=place)
-    if place is not None:
-        report["shortcut"]["place_only"].update(k=min(PLACE_K, len(known)), reference_images=len(known))
+    known = reference_regions(*reference, clf.labels) if reference else []
+    place = place_by_path(known, found, [r.path for r in rows if not r.error], mirror) if reference else None
+    report = summarise(rows, 0, tolerance, place=place, reference_images=len(known))
     print("\n".join(report_lines(report, Path(data).name)))
     print(f"measured: {wall:.2f} s an image wall, {cpu:.2f} s CPU time (all threads); "
           f"{len(chosen)} images in {wall * len(chosen) / 60:.1f} min")

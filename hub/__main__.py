@@ -5,6 +5,8 @@
     python -m hub explain runs/demo/model runs/demo/data --method both --out runs/demo/explained --faithfulness
     python -m hub explain runs/demo/model scans/ --out out --target "ring vs cross" --sanity
     python -m hub explain runs/mri mri/test --annotations mri/test-boxes --out out    # does it look at the lesion?
+    python -m hub explain runs/mri mri/test --annotations mri/test-boxes --out out --reference-data mri/train \
+        --reference-annotations mri/train-boxes                                  # ... against its place alone
     python -m hub explain runs/mri scans/ export.zip --by-study --out out        # an answer per study and slice
 
 Deploying the app to a Space is the app's own command: `python -m space deploy ...`.
@@ -75,6 +77,14 @@ def parser() -> argparse.ArgumentParser:
                         "score where each method's map lands against centre, flat and random maps, check the "
                         "answer with the region hidden; localisation.csv and localisation.json in --out and, "
                         "for a local model folder, its metrics.json and model card")
+    s.add_argument("--reference-data", metavar="DIR",
+                   help="with --annotations: the model's training images (class folders); with "
+                        "--reference-annotations, the shortcut check also reports what the lesion's place and size "
+                        "alone give (the floor 'region hidden' can fall to)")
+    s.add_argument("--reference-annotations", metavar="DIR", help="the expert regions of --reference-data")
+    s.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="the place floor: the model was trained without horizontal flips, so left and right are "
+                        "different places")
     s.add_argument("--tolerance", type=float, default=TOLERANCE, metavar="PX",
                    help=f"pointing game: a hit within this many pixels of the region (default: {TOLERANCE:g})")
     s.add_argument("--split-name", metavar="NAME",
@@ -104,6 +114,7 @@ def run_explain(args: argparse.Namespace) -> None:
         is_model_folder,
         read_item_annotations,
         record_faithfulness,
+        reference_regions,
         sanity_reports,
         summarise,
     )
@@ -124,6 +135,11 @@ def run_explain(args: argparse.Namespace) -> None:
         raise ValueError(f"--tolerance must be >= 0 pixels, got {args.tolerance:g}")
     if args.tolerance != TOLERANCE and not args.annotations:
         raise ValueError("--tolerance scores maps against expert regions: add --annotations DIR")
+    if (args.reference_data is None) != (args.reference_annotations is None):
+        raise ValueError("--reference-data and --reference-annotations go together: the model's training images "
+                         "and their regions")
+    if args.reference_data and not args.annotations:
+        raise ValueError("--reference-data gives the shortcut check's place floor: add --annotations DIR")
     if args.split_name and not (args.annotations or args.faithfulness):
         raise ValueError("--split-name names the figures of --annotations or --faithfulness: add one of them")
     device = pick_device(args.device)  # a --device this machine lacks fails before any download
@@ -131,7 +147,7 @@ def run_explain(args: argparse.Namespace) -> None:
     k = resolve_max_channels(max_channels, clf.device)
     items = collect_images(args.images, clf.labels)
     methods = ["gradcam", "scorecam"] if args.method in ("both", None) else [args.method]
-    annotations = None
+    annotations, reference = None, []
     if args.annotations:  # read (and refused) before anything is written
         annotations = read_item_annotations(args.annotations, items, args.images)
         unlabelled = [str(i.path) for i in items if i.truth is None and annotations.get(i.path) is not None]
@@ -139,6 +155,8 @@ def run_explain(args: argparse.Namespace) -> None:
             raise ValueError(f"--annotations: {len(unlabelled)} annotated image(s) are not in a folder named after one "
                              f"of the model's labels {clf.labels} (e.g. {unlabelled[0]}); the region is the evidence "
                              "of the true class, which comes from the folder")
+        if args.reference_data:  # read (and refused) before anything is written, too
+            reference = reference_regions(args.reference_data, args.reference_annotations, clf.labels)
     rows = explain_images(clf, items, methods, args.out, max_channels=k, target=args.target,
                           true_class=args.faithfulness, opacity=args.opacity, steps=steps)
     out = Path(args.out)
@@ -170,7 +188,7 @@ def run_explain(args: argparse.Namespace) -> None:
             if method in summary:
                 summary[method]["sanity"] = {key: r[key] for key in ("images", "steps", "passed", "threshold")}
     if annotations is not None:
-        run_localisation(args, clf, items, annotations, methods, k)
+        run_localisation(args, clf, items, annotations, methods, k, reference)
     if args.faithfulness:
         split = args.split_name or annotation_root(args.images).name  # every figure on the card names its split
         for s in summary.values():
@@ -225,8 +243,10 @@ def run_by_study(args: argparse.Namespace) -> None:
     print(f"wrote {out / SLICES_CSV}, {out / STUDIES_CSV} and {out / 'overlays'}")
 
 
-def run_localisation(args: argparse.Namespace, clf, items, annotations, methods: list[str], k) -> None:
-    """--annotations: the lesion report of the annotated items, into --out and the model folder."""
+def run_localisation(args: argparse.Namespace, clf, items, annotations, methods: list[str], k,
+                     reference: list) -> None:
+    """--annotations: the lesion report of the annotated items, into --out and the model folder; with
+    `reference` (the training images' (region, class) pairs), the shortcut check's place floor too."""
     import json
     from pathlib import Path
 
@@ -240,13 +260,16 @@ def run_localisation(args: argparse.Namespace, clf, items, annotations, methods:
         write_localisation,
     )
     from hub.explain.lesion import lesion_rows, report_lines, summarise
+    from hub.explain.place import place_by_path
 
     out = Path(args.out)
     todo = [(i.path, i.truth) for i in items if annotations.get(i.path) is not None]
     with tqdm(total=len(todo), desc="lesion", unit="image") as bar:
         rows = lesion_rows(clf.model, todo, annotations, methods, args.tolerance, k, device=clf.device,
                            transform=clf.transform, progress=lambda done, total: bar.update(done - bar.n))
-    report = summarise(rows, len(items) - len(todo), args.tolerance)
+    place = place_by_path(reference, annotations, [r.path for r in rows if not r.error], args.mirror) if reference \
+        else None
+    report = summarise(rows, len(items) - len(todo), args.tolerance, place=place, reference_images=len(reference))
     csv_path = write_localisation(out, rows, clf.labels, methods)
     (out / LOCALISATION_NAME).write_text(json.dumps(report, indent=2) + "\n")
     name = args.split_name or annotation_root(args.images).name

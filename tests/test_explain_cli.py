@@ -103,11 +103,18 @@ def test_batch_with_faithfulness_updates_metrics_and_card(model_copy, images, tm
 
 
 def test_annotations_score_the_maps_into_a_csv_a_report_metrics_and_the_card(model_copy, images, boxes, tmp_path,
-                                                                              capsys):
+                                                                              capsys, trained_synthetic):
     before = json.loads((model_copy / "metrics.json").read_text())
     out = tmp_path / "out"
+    train = trained_synthetic.data_dir / "train"   # a YOLO file beside each training image
+    for bad, why in ((["--reference-data", str(train)], "--reference-data and --reference-annotations go together"),
+                     (["--reference-data", str(train), "--reference-annotations", str(train)],
+                      "--reference-data gives the shortcut check's place floor: add --annotations DIR")):
+        assert main(["explain", str(model_copy), str(images), "--out", str(out), *bad]) == 2
+        assert why in capsys.readouterr().err and not out.exists()
     assert main(["explain", str(model_copy), str(images), "--out", str(out), "--annotations", str(boxes),
-                 "--max-channels", "4", "--steps", "2", "--split-name", "held-out"]) == 0
+                 "--max-channels", "4", "--steps", "2", "--split-name", "held-out",
+                 "--reference-data", str(train), "--reference-annotations", str(train)]) == 0
     printed = capsys.readouterr().out
     assert "held-out: 5 annotated image(s) (2 without an annotation, skipped)" in printed   # broken.png, 1 cross
     assert len(read_rows(out)) == 14                              # the usual CSV and overlays, as without
@@ -131,6 +138,11 @@ def test_annotations_score_the_maps_into_a_csv_a_report_metrics_and_the_card(mod
     assert f"| Grad-CAM | {g['mean']:.3f} [{g['low']:.3f}, {g['high']:.3f}] |" in card
     assert "| Score-CAM (fast, k=4) |" in card and "| random (baseline) |" in card
     assert "| held-out: input | accuracy |" in card and "| lesion hidden |" in card
+    # the place floor: the evidence sits anywhere in these images, so its place alone says little of the class
+    place = report["shortcut"]["place_only"]
+    assert (place["k"], place["reference_images"]) == (15, 180) and place["accuracy"]["mean"] <= 0.8
+    assert "place and size alone (15 nearest of 180 training regions)" in printed
+    assert "| the lesion's place and size alone (15 nearest of 180 training regions; no image) |" in card
 
 
 def test_predicted_class_batch_and_target(model_copy, images, tmp_path):

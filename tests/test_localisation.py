@@ -248,9 +248,8 @@ def test_the_place_floor_reads_class_from_where_the_region_is_and_nothing_else()
 
 def test_the_place_floor_goes_into_the_report_its_lines_and_the_card():
     place = {f"img{i}.png": (1 if i < 2 else 0) for i in range(4)}    # right on the first two of four
-    report = summarise(hand_rows(), place=place)
+    report = summarise(hand_rows(), place=place, reference_images=40)
     assert report["shortcut"]["place_only"]["accuracy"]["mean"] == 0.5
-    report["shortcut"]["place_only"].update(k=15, reference_images=40)
     assert any("place and size alone (15 nearest of 40 training regions): 0.500 [" in line
                for line in report_lines(report))
     table = localisation_tables({"test": report})[0]

@@ -31,7 +31,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 from torch import nn
 
-from hub.annotations import Annotations, read_annotations
+from hub.annotations import Annotations, Region, read_annotations
 from hub.display import METHOD_NAMES
 from hub.explain.cam import MaxChannels
 from hub.explain.explanation import Explanation, Target, explain
@@ -395,6 +395,15 @@ def read_item_annotations(source: str | os.PathLike, items: Sequence[Item],
     found = read_annotations(source, list(given), annotation_root(inputs))
     return Annotations({given[p]: r for p, r in found.regions.items()}, tuple(given[p] for p in found.missing),
                        found.source)
+
+
+def reference_regions(data: str | os.PathLike, source: str | os.PathLike,
+                      labels: Sequence[str]) -> list[tuple[Region, int]]:
+    """(region, class index) of every annotated image in the class folders under `data`: the training images'
+    regions that the shortcut check's place floor votes with (`hub.explain.place`)."""
+    items = collect_images([data], labels)
+    found = read_item_annotations(source, items, [data])
+    return [(found.get(i.path), i.truth) for i in items if i.truth is not None and found.get(i.path) is not None]
 
 
 def write_localisation(out: str | Path, rows: Sequence[LesionRow], labels: Sequence[str],

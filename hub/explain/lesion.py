@@ -40,7 +40,7 @@ from hub.explain.cam import FAST_CHANNELS, MaxChannels, resolve_dtype
 from hub.explain.explanation import cells_are_patches, explain, model_device, model_transform
 from hub.explain.localisation import BASELINES, TOLERANCE, Localisation, baseline_maps, localise_all
 from hub.explain.place import K as PLACE_K
-from hub.explain.place import place_predictions
+from hub.explain.place import place_by_path
 from hub.explain.shortcut import GROW_SHARE, VIEWS, views
 from hub.explain.split import split_model
 from hub.explain.stats import bootstrap_interval
@@ -233,9 +233,11 @@ def interval(values: Sequence[float], units: Optional[Sequence[Hashable]] = None
 
 
 def summarise(rows: Sequence[LesionRow], skipped: int = 0, tolerance: float = TOLERANCE,
-              groups: Optional[Mapping] = None, seed: int = 0, place: Optional[Mapping[Path, int]] = None) -> dict:
+              groups: Optional[Mapping] = None, seed: int = 0, place: Optional[Mapping[Path, int]] = None,
+              reference_images: int = 0) -> dict:
     """The JSON-ready report of `rows` (`skipped`: images given without an annotation; `place`: image path ->
-    the class its region's place alone predicts, `hub.explain.place`, for the shortcut check's floor)."""
+    the class its region's place alone predicts, `hub.explain.place.place_by_path` over `reference_images`
+    training regions, for the shortcut check's floor)."""
     done = [r for r in rows if not r.error]
     if not done:
         raise AnnotationError(f"no annotated image to report on ({len(rows)} unreadable, {skipped} without an "
@@ -259,7 +261,8 @@ def summarise(rows: Sequence[LesionRow], skipped: int = 0, tolerance: float = TO
                 "p_true": {v: stat([r.p_true[v] for r in done]) for v in VIEWS},
                 "fill": "pull-push inpainting", "grow_share": GROW_SHARE}
     if place is not None:
-        shortcut["place_only"] = {"accuracy": stat([place[r.path] == r.truth for r in done])}
+        shortcut["place_only"] = {"accuracy": stat([place[r.path] == r.truth for r in done]),
+                                  "k": min(PLACE_K, reference_images), "reference_images": reference_images}
     return {"images": len(done), "skipped": skipped, "unreadable": len(rows) - len(done), "tolerance": tolerance,
             "target": "true class", "level": LEVEL, "resampled": "images" if units is None else "groups",
             "units": len(done) if units is None else len({str(u) for u in units}),
@@ -283,14 +286,8 @@ def lesion_report(model: nn.Module, items: Sequence[Item], annotations: Annotati
     rows = lesion_rows(model, items, annotations, methods, tolerance, max_channels, seed, device, progress,
                        **options)
     skipped = sum(annotations.get(Path(p)) is None for p, _ in items)
-    place = None
-    if reference:
-        done = [r.path for r in rows if not r.error]
-        place = dict(zip(done, place_predictions(reference, [annotations.get(p) for p in done], mirror).tolist()))
-    report = summarise(rows, skipped, tolerance, groups, seed, place)
-    if place is not None:
-        report["shortcut"]["place_only"].update(k=min(PLACE_K, len(reference)), reference_images=len(reference))
-    return report
+    place = place_by_path(reference, annotations, [r.path for r in rows if not r.error], mirror) if reference else None
+    return summarise(rows, skipped, tolerance, groups, seed, place, len(reference or ()))
 
 
 # The shortcut check's views as this report names them (the card, about lesions, says "lesion hidden").

@@ -16,10 +16,11 @@ scored 0.735 with the lesion hidden (docs/lesion.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from hub.annotations import Region
+from hub.annotations import Annotations, Region
 
 K = 15
 GRID = (64, 64)   # a mask region is measured on this grid: its place to 1/64 of the image is plenty
@@ -55,3 +56,9 @@ def place_predictions(reference: Sequence[tuple[Region, int]], queries: Sequence
     nearest = np.argsort(d, axis=1, kind="stable")[:, :min(k, len(ref))]
     n_classes = int(labels.max()) + 1
     return np.asarray([np.bincount(labels[row], minlength=n_classes).argmax() for row in nearest])
+
+
+def place_by_path(reference: Sequence[tuple[Region, int]], annotations: Annotations, paths: Sequence[Path],
+                  mirror: bool = False) -> dict[Path, int]:
+    """Image path -> the class its region's place alone predicts, for each of `paths` (all annotated)."""
+    return dict(zip(paths, place_predictions(reference, [annotations.get(p) for p in paths], mirror).tolist()))
