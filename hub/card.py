@@ -168,6 +168,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
                            ("horizontal flip", cfg.get("hflip")),
                            (f"rotation ±{cfg.get('rotation'):g}°", cfg.get("rotation")),
                            (f"colour jitter {cfg.get('color_jitter'):g}", cfg.get("color_jitter")),
+                           (f"random gain and gamma exp(U(±{cfg.get('intensity', 0):g}))", cfg.get("intensity")),
                            (f"mixup alpha {cfg.get('mixup'):g}", cfg.get("mixup")),
                            (f"cutmix alpha {cfg.get('cutmix'):g}", cfg.get("cutmix"))) if on]
     # Older train_config.json files lack the newer keys: .get() keeps their cards rendering.

@@ -199,3 +199,11 @@ def to_rgb(img: Image.Image, name: str = "image", max_pixels: int = MAX_PIXELS) 
     if mode == "RGB":
         return img.copy()
     return img.convert("RGB")
+
+
+def gain_gamma(x, gain: float = 1.0, gamma: float = 1.0):
+    """`clip(gain * x ** gamma, 0, 1)` of [0, 1] pixels (a numpy array or a torch tensor): a scanner's other
+    gain and windowing curve. Black stays black, unlike a contrast change that pulls pixels toward the mean.
+    Training draws it at random (train.intensity) and the intensity check applies fixed ones
+    (hub.explain.intensity)."""
+    return (x.clip(0, 1) ** gamma * gain).clip(0, 1)

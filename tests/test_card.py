@@ -57,6 +57,13 @@ def line_with(text: str, words: str) -> str:
     return line
 
 
+def test_the_card_names_the_random_intensity_augmentation(card_files):
+    config, metrics, train_config = card_files
+    assert "random gain and gamma" not in render_card(config, metrics, train_config).text
+    train_config = {**train_config, "config": {**train_config["config"], "intensity": 0.25}}
+    assert "random gain and gamma exp(U(±0.25))" in render_card(config, metrics, train_config).text
+
+
 def test_the_data_summary_counts_the_training_split_only(card_files):
     text = render_card(*card_files).text
     summary = line_with(text, "images like its training data")

@@ -83,6 +83,7 @@ def test_mri_recipe_and_overrides():
     (dict(tags=("ok", "not ok")), "--tags takes a comma list"),
     (dict(output_stride=12), "--output-stride must be 8, 16 or 32"),
     (dict(guide_weight=-1.0), "--guide-weight must not be negative"),
+    (dict(intensity=1.5), "--intensity must be in"),
     (dict(annotations="boxes", mixup=0.2), "--annotations cannot be combined with --mixup"),
     (dict(test_annotations="boxes"), "--test-annotations needs --test-data"),
 ])

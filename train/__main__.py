@@ -84,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=int, help=f"early stopping on val loss, 0 = off{_d('patience')}")
     g.add_argument("--rotation", type=float, metavar="DEG", help=f"random rotation range{_d('rotation')}")
     g.add_argument("--color-jitter", type=float, help=f"brightness/contrast/saturation jitter{_d('color_jitter')}")
+    g.add_argument("--intensity", type=float, metavar="S",
+                   help=f"random gain and gamma exp(U(-S, S)) per image, black stays black; 0 = off{_d('intensity')}")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, help=f"random horizontal flips{_d('hflip')}")
     g.add_argument("--scale-min", type=float, metavar="F",
                    help=f"below 1: timm random-resized-crop over (F, 1) of the image{_d('scale_min')}")

@@ -61,6 +61,7 @@ class TrainConfig:
     rotation: float = 20.0
     color_jitter: float = 0.2
     scale_min: float = 1.0               # < 1: timm's random-resized-crop over (scale_min, 1) of the image
+    intensity: float = 0.0               # > 0: random gain and gamma exp(U(-s, s)) per image (train.intensity)
     label_smoothing: float = 0.0
     mixup: float = 0.0                   # Mixup alpha (timm.data.Mixup); 0 = off
     cutmix: float = 0.0                  # CutMix alpha; 0 = off
@@ -108,6 +109,8 @@ class TrainConfig:
             yield f"--weight-decay must not be negative (got {self.weight_decay})"
         if not 0.0 < self.scale_min <= 1.0:
             yield f"--scale-min must be in (0, 1] (got {self.scale_min})"
+        if not 0.0 <= self.intensity <= 1.0:
+            yield f"--intensity must be in [0, 1] (got {self.intensity}); 0.2 is a gain and gamma of 0.82-1.22"
         if not 0.0 <= self.label_smoothing < 1.0:
             yield f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})"
         if self.mixup < 0 or self.cutmix < 0:

@@ -271,13 +271,14 @@ def trained_pretrained_cfg(model: torch.nn.Module, data_config: dict) -> dict:
 
 
 def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float,
-                    scale_min: float = 1.0) -> Callable:
+                    scale_min: float = 1.0, intensity: float = 0.0) -> Callable:
     """Resize like evaluation (or, with scale_min < 1, timm's random-resized-crop), then the recipe's
-    augmentations, then the model's normalisation."""
+    augmentations (random gain and gamma, `intensity` > 0, on the [0, 1] tensor), then the model's
+    normalisation."""
     from torchvision import transforms as T
 
     if scale_min < 1.0:
-        return _timm_train_transform(data_config, hflip, rotation, color_jitter, scale_min)
+        return _timm_train_transform(data_config, hflip, rotation, color_jitter, scale_min, intensity)
     ops = [T.Resize(tuple(data_config["input_size"][1:]),
                     interpolation=T.InterpolationMode(data_config.get("interpolation", "bilinear")))]
     if hflip:
@@ -286,12 +287,19 @@ def train_transform(data_config: dict, hflip: bool, rotation: float, color_jitte
         ops.append(T.RandomRotation(rotation))
     if color_jitter:
         ops.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
-    ops += [T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])]
+    ops += [T.ToTensor(), *intensity_ops(intensity), T.Normalize(data_config["mean"], data_config["std"])]
     return T.Compose(ops)
 
 
+def intensity_ops(strength: float) -> list:
+    """[RandomIntensity(strength)] when strength > 0, else []: the step between ToTensor and Normalize."""
+    from train.intensity import RandomIntensity
+
+    return [RandomIntensity(strength)] if strength else []
+
+
 def _timm_train_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float,
-                          scale_min: float) -> Callable:
+                          scale_min: float, intensity: float = 0.0) -> Callable:
     """timm's training pipeline (random-resized-crop over (scale_min, 1), flip, colour jitter, the model's
     normalisation), with the recipe's rotation between its crop and its colour stages."""
     from timm.data import create_transform
@@ -302,4 +310,6 @@ def _timm_train_transform(data_config: dict, hflip: bool, rotation: float, color
         color_jitter=color_jitter or 0.0, interpolation=data_config.get("interpolation", "bilinear"),
         mean=data_config["mean"], std=data_config["std"], separate=True)
     rotate = [T.RandomRotation(rotation)] if rotation else []
-    return T.Compose([*primary.transforms, *rotate, *secondary.transforms, *final.transforms])
+    to_tensor, *normalise = final.transforms             # timm: MaybeToTensor, Normalize
+    return T.Compose([*primary.transforms, *rotate, *secondary.transforms, to_tensor, *intensity_ops(intensity),
+                      *normalise])

@@ -43,13 +43,13 @@ from torch.utils.data import Dataset
 from hub.annotations import Annotations
 from hub.errors import DataError
 from hub.images import ImageError, load_image
-from train.data import Split
+from train.data import Split, intensity_ops
 
 EPS = 1e-6
 
 
 def joint_transform(data_config: dict, hflip: bool, rotation: float, color_jitter: float,
-                    scale_min: float) -> Callable:
+                    scale_min: float, intensity: float = 0.0) -> Callable:
     """(PIL image, Mask) -> (normalised tensor, mask at the input size): the recipe's augmentations applied to
     both, as `train.data.train_transform` applies them to the image (same crop sampling as timm's
     random-resized-crop: torchvision's scale/ratio algorithm, which timm copies)."""
@@ -65,7 +65,8 @@ def joint_transform(data_config: dict, hflip: bool, rotation: float, color_jitte
         ops.append(v2.RandomRotation(rotation, interpolation=mode))
     if color_jitter:
         ops.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
-    ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(data_config["mean"], data_config["std"])]
+    ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), *intensity_ops(intensity),
+            v2.Normalize(data_config["mean"], data_config["std"])]
     return v2.Compose(ops)
 
 

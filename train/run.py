@@ -153,10 +153,12 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     run.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     from timm.data import create_transform
 
-    train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min)
+    train_tf = train_transform(run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min,
+                               cfg.intensity)
     if "data" in run.regions:
         grounded = GroundedDataset(splits.train, run.regions["data"], joint_transform(
-            run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min), cfg.counterfactual)
+            run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min, cfg.intensity),
+            cfg.counterfactual)
         annotated, total = annotated_share(run.regions["data"], splits.train)
         log(f"--annotations: {annotated} of {total} training images annotated; grounding loss weight "
             f"{cfg.guide_weight}, last stage at stride {net.feature_info[-1]['reduction']}"
