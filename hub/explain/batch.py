@@ -40,7 +40,7 @@ from hub.explain.lesion import LesionRow
 from hub.explain.lesion import columns as lesion_columns
 from hub.explain.lesion import csv_row as lesion_csv_row
 from hub.explain.sanity import sanity_check
-from hub.explain.stats import bootstrap_interval
+from hub.explain.stats import interval
 from hub.files import write_atomic
 from hub.images import ImageError, ImageInput, find_images, load_image
 from hub.model import labels_of, resolve_contrast
@@ -245,12 +245,6 @@ def explain_images(clf: Explainer, items: Sequence[Item], methods: Sequence[str]
             rows += done
     bar.close()
     return rows
-
-
-def interval(values: Sequence[float]) -> dict[str, float]:
-    """Mean and bootstrap 95% interval, rounded for a report."""
-    low, high = bootstrap_interval(values)
-    return {"mean": round(float(np.mean(values)), 6), "low": round(low, 6), "high": round(high, 6)}
 
 
 def summarise(rows: Sequence[Row], steps: Optional[int] = None, imputation: Optional[str] = None) -> dict[str, dict]:

@@ -54,3 +54,9 @@ def bootstrap_interval(values, confidence: float = 0.95, resamples: int = 2000, 
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+def interval(values) -> dict[str, float]:
+    """Mean and bootstrap 95% interval, rounded for a report: {"mean", "low", "high"}."""
+    low, high = bootstrap_interval(values)
+    return {"mean": round(float(np.mean(values)), 6), "low": round(low, 6), "high": round(high, 6)}
