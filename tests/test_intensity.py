@@ -136,6 +136,11 @@ def test_the_bench_prints_the_check_for_a_trained_model(trained_synthetic, capsy
     assert "intensity check on 12 images" in printed and "gamma 1.25" in printed
     assert figures["images"] == 12 and len(figures["changes"]) == len(CHANGES)
     assert figures["accuracy"]["mean"] >= 0.9, figures
+    stray = tmp_path / "scans" / "unsorted"
+    stray.mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(stray / "a.png")
+    with pytest.raises(SystemExit, match="no image sits in a folder named after one of the model's classes"):
+        main(["--model", str(trained_synthetic.model_dir), "--data", str(stray)])
     with pytest.raises(SystemExit):
         main(["--model", "m", "--data", "d", "--limit", "0"])
     assert "--limit must be at least 1" in capsys.readouterr().err
