@@ -61,6 +61,9 @@ DEFAULT_DATA = os.environ.get("EXPLAIN_BENCH_DATA") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-mri-figshare" / "train")
 METHODS = ("library_scorecam", "exact", "fast", "random_k", "baseline", "gradcam", "library_gradcam", "floor",
            "forward")
+# pytorch-grad-cam's x * mask: our Score-CAMs run with the library's fill here, so that their maps compare with
+# its map (the project's default fill, "blur", changes what the masked passes see; see hub/explain/cam.py).
+LIBRARY_FILL = "constant"
 FAITHFULNESS = ("forward", "curves_fp32", "curves", "figures_fp32", "figures")
 
 
@@ -145,7 +148,7 @@ def _random_subset(model, x, k: int, dtype):
 
     from hub.explain.cam import MASK_EPS, ScoreCAM, normalise
 
-    cam = ScoreCAM(model, dtype=dtype)
+    cam = ScoreCAM(model, dtype=dtype, fill=LIBRARY_FILL)
     with torch.inference_mode():
         acts, logits, _ = cam.split.run(x)
         maps = acts[0].float()
@@ -219,8 +222,8 @@ def worker(a) -> dict:
             sec, cam, used = _library_scorecam(model, x, a.library_share)
             extra["library_channels"] = used
         elif a.worker in ("exact", "fast"):
-            cam_fn = ScoreCAM(model, dtype=a.dtype) if a.worker == "exact" else \
-                FastScoreCAM(model, a.k, dtype=a.fast_dtype)
+            cam_fn = ScoreCAM(model, dtype=a.dtype, fill=LIBRARY_FILL) if a.worker == "exact" else \
+                FastScoreCAM(model, a.k, dtype=a.fast_dtype, fill=LIBRARY_FILL)
             sec, res = _timed(lambda: cam_fn(x))
             cam, used = res.cam.tolist(), res.passes
             passes.append(used)

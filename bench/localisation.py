@@ -25,13 +25,15 @@ import numpy as np
 
 
 def run(model_dir: str, data: str, annotations: str, limit: int | None, max_channels: int, tolerance: float,
-        dtype_check: int, seed: int = 0, reference: tuple[str, str] | None = None, mirror: bool = True) -> None:
+        dtype_check: int, seed: int = 0, reference: tuple[str, str] | None = None, mirror: bool = True,
+        fills: tuple[str, ...] = ()) -> None:
     """Measure and print the report, the layer comparison and (optionally) the bf16 check."""
     import torch
 
     from hub import from_pretrained
     from hub.display import interval_text
     from hub.explain.batch import collect_images, read_item_annotations, reference_regions, spread
+    from hub.explain.cam import SCORECAM_FILL
     from hub.explain.lesion import cam_grid, lesion_rows, report_lines, summarise
     from hub.explain.place import place_by_path
 
@@ -44,8 +46,11 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
           f"({len(items) - len(annotated)} without an annotation or a class folder), {torch.get_num_threads()} "
           f"threads")
 
+    fills = tuple(fills) or (SCORECAM_FILL,)
+
     def measured(**options):
         wall, cpu = time.perf_counter(), time.process_time()
+        options = {"scorecam_fill": fills[0], **options}
         rows = lesion_rows(clf.model, chosen, found, tolerance=tolerance, max_channels=max_channels, seed=seed,
                            transform=clf.transform, **options)
         return rows, (time.perf_counter() - wall) / len(chosen), (time.process_time() - cpu) / len(chosen)
@@ -68,10 +73,19 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
         print(f"  {name} ({cells} cells): Grad-CAM {interval_text(g['pointing_game'])}, "
               f"ratio {g['ratio']['mean']:.2f}; random on its grid {b['pointing_game']['mean']:.3f}, "
               f"ratio {b['ratio']['mean']:.2f}")
+    if len(fills) > 1:
+        print(f"Score-CAM fill (what a mask removes becomes), on the same {len(chosen)} images:")
+        for fill in fills:
+            r = report if fill == fills[0] else summarise(measured(methods=("scorecam",), scorecam_fill=fill)[0], 0,
+                                                          tolerance)
+            s = r["methods"]["scorecam"]
+            print(f"  {fill:8s} pointing {interval_text(s['pointing_game'])}, energy / area "
+                  f"{interval_text(s['ratio'])}")
     if dtype_check:
         subset = chosen[:dtype_check]
         fp32 = lesion_rows(clf.model, subset, found, methods=("scorecam",), tolerance=tolerance,
-                           max_channels=max_channels, seed=seed, transform=clf.transform, dtype="float32")
+                           max_channels=max_channels, seed=seed, transform=clf.transform, dtype="float32",
+                           scorecam_fill=fills[0])
         auto = {r.path: r for r in rows}
         same = [auto[r.path].maps["scorecam"].hit == r.maps["scorecam"].hit for r in fp32]
         diff = [abs(auto[r.path].maps["scorecam"].energy - r.maps["scorecam"].energy) for r in fp32]
@@ -84,6 +98,9 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
 
 
 def main(argv: list[str] | None = None) -> None:
+    from hub.explain.cam import SCORECAM_FILL
+    from hub.explain.imputation import IMPUTATIONS
+
     p = argparse.ArgumentParser(prog="python -m bench.localisation", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="model folder (python -m train) or REPO_ID[@REV]")
@@ -97,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reference-data", help="the model's training images (class folders): with "
                    "--reference-annotations, the shortcut check's floor from the lesion's place alone")
     p.add_argument("--reference-annotations", help="the expert regions of --reference-data")
+    p.add_argument("--scorecam-fill", nargs="+", choices=IMPUTATIONS, default=[SCORECAM_FILL], metavar="FILL",
+                   help=f"what a Score-CAM mask removes becomes ({', '.join(IMPUTATIONS)}); the first is the report's, "
+                        "each further one adds a Score-CAM row on the same images")
     p.add_argument("--no-mirror", dest="mirror", action="store_false",
                    help="the model was trained without horizontal flips: left and right are different places")
     a = p.parse_args(argv)
@@ -106,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--reference-data and --reference-annotations go together: the training images and their regions")
     reference = (a.reference_data, a.reference_annotations) if a.reference_data else None
     run(a.model, a.data, a.annotations, a.limit, a.max_channels, a.tolerance, a.dtype_check, reference=reference,
-        mirror=a.mirror)
+        mirror=a.mirror, fills=tuple(dict.fromkeys(a.scorecam_fill)))
 
 
 if __name__ == "__main__":

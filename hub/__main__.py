@@ -17,8 +17,9 @@ import argparse
 import sys
 
 from hub.explain.batch import SANITY_IMAGES
-from hub.explain.cam import FAST_CHANNELS, MaxChannels, parse_max_channels
+from hub.explain.cam import FAST_CHANNELS, SCORECAM_FILL, MaxChannels, parse_max_channels
 from hub.explain.faithfulness import STEPS
+from hub.explain.imputation import IMPUTATIONS
 from hub.explain.localisation import TOLERANCE
 from hub.study import RULE as STUDY_RULE
 
@@ -59,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-channels", default="auto", metavar="auto|exact|K",
                    help=f"Score-CAM masked passes: auto = fast (k={FAST_CHANNELS}) on CPU, exact on CUDA; exact = "
                         "one pass per channel; K = fast mode with K passes (default: auto)")
+    s.add_argument("--scorecam-fill", choices=IMPUTATIONS, default=SCORECAM_FILL,
+                   help="what a Score-CAM mask removes becomes: a blur of the image, a smooth fill from the kept "
+                        "pixels (linear), or the normalisation mean colour (constant, pytorch-grad-cam's x * mask); "
+                        f"default: {SCORECAM_FILL}")
     s.add_argument("--target", metavar="LABEL", help="explain this class instead of the predicted one; "
                    "'A vs B' explains A rather than B (the map of logit A - logit B)")
     s.add_argument("--faithfulness", action="store_true",
@@ -158,11 +163,13 @@ def run_explain(args: argparse.Namespace) -> None:
         if args.reference_data:  # read (and refused) before anything is written, too
             reference = reference_regions(args.reference_data, args.reference_annotations, clf.labels)
     rows = explain_images(clf, items, methods, args.out, max_channels=k, target=args.target,
-                          true_class=args.faithfulness, opacity=args.opacity, steps=steps)
+                          true_class=args.faithfulness, opacity=args.opacity, steps=steps,
+                          scorecam_fill=args.scorecam_fill)
     out = Path(args.out)
     failed = sorted({str(r.image) for r in rows if r.error})
     print(f"explained {len(items) - len(failed)} of {len(items)} images with {', '.join(methods)} "
-          f"(Score-CAM {'exact' if k == 'exact' else f'fast, k={k}'}): {out / CSV_NAME}, {out / 'overlays'}")
+          f"(Score-CAM {'exact' if k == 'exact' else f'fast, k={k}'}, {args.scorecam_fill} fill): {out / CSV_NAME}, "
+          f"{out / 'overlays'}")
     if failed:
         print(f"warning: {len(failed)} unreadable image(s) skipped, see the error column: {', '.join(failed[:5])}",
               file=sys.stderr)
@@ -178,7 +185,8 @@ def run_explain(args: argparse.Namespace) -> None:
         print(f"agreement of Grad-CAM and Score-CAM per image: rank correlation {agree['rank_correlation']:.2f}, "
               f"top-20% overlap {agree['top_overlap']:.0%}")
     if args.sanity or args.faithfulness:
-        reports = sanity_reports(clf, items, methods, k, args.target, args.faithfulness, args.sanity_images)
+        reports = sanity_reports(clf, items, methods, k, args.target, args.faithfulness, args.sanity_images,
+                                 args.scorecam_fill)
         (out / SANITY_NAME).write_text(json.dumps(reports, indent=2) + "\n")
         for method, r in reports.items():
             figures = ", ".join(f"{s['randomised']} |rho| {s['rank_correlation']:.2f} SSIM {s['ssim']:.2f}"
@@ -266,7 +274,8 @@ def run_localisation(args: argparse.Namespace, clf, items, annotations, methods:
     todo = [(i.path, i.truth) for i in items if annotations.get(i.path) is not None]
     with tqdm(total=len(todo), desc="lesion", unit="image") as bar:
         rows = lesion_rows(clf.model, todo, annotations, methods, args.tolerance, k, device=clf.device,
-                           transform=clf.transform, progress=lambda done, total: bar.update(done - bar.n))
+                           transform=clf.transform, progress=lambda done, total: bar.update(done - bar.n),
+                           scorecam_fill=args.scorecam_fill)
     place = place_by_path(reference, annotations, [r.path for r in rows if not r.error], args.mirror) if reference \
         else None
     report = summarise(rows, len(items) - len(todo), args.tolerance, place=place, reference_images=len(reference))

@@ -24,11 +24,18 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def fill_text(figures: dict) -> str:
+    """", blur fill" for a Score-CAM whose masks filled what they removed from the image; "" for pytorch-grad-cam's
+    mean-colour fill ("constant") and for figures that predate the choice (they used it)."""
+    fill = figures.get("fill")
+    return f", {fill} fill" if fill and fill != "constant" else ""
+
+
 def faithfulness_rows(summary: dict | None) -> list[dict[str, Any]]:
     """The card's faithfulness table: display strings per method (an older keep-remove-only summary: n/a elsewhere)."""
     rows = []
     for method, f in (summary or {}).items():
-        mode = f["mode"] + (f" (k={f.get('masked_passes')})" if f["mode"] == "fast" else "")
+        mode = f["mode"] + (f" (k={f.get('masked_passes')})" if f["mode"] == "fast" else "") + fill_text(f)
         images = f"{f['images']} ({f['split']})" if f.get("split") else f"{f['images']} (split not recorded)"
         row = {"name": METHOD_NAMES.get(method, method), "mode": mode, "images": images,
                "deletion": "n/a", "insertion": "n/a", "random": "n/a", "centre": "n/a", "sanity": "not run",
@@ -60,6 +67,7 @@ def localisation_tables(localisation: dict | None) -> list[dict[str, Any]]:
             label = MAP_NAMES.get(key, key)
             if f.get("mode") == "fast":
                 label += f" (fast, k={f['masked_passes']})"
+            label += fill_text(f)
             maps.append({"name": label, "pointing_game": interval_text(f["pointing_game"]),
                          "energy": interval_text(f["energy"]), "ratio": interval_text(f["ratio"], 2)})
         shortcut = [{"name": LESION_VIEWS.get(v, v), "accuracy": interval_text(a)}

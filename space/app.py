@@ -12,6 +12,7 @@ from typing import Optional
 
 import gradio as gr
 
+from hub.explain.cam import SCORECAM_FILL
 from space import handlers, samples
 from space.endpoints import Endpoints
 from space.serving import Served
@@ -48,7 +49,7 @@ def card_links(served: Served) -> str:
         clf = served.classifier
         k = served.max_channels
         parts += [f"device `{clf.device.type}`",
-                  f"Score-CAM {'exact' if k == 'exact' else f'fast, k = {k} channels'}",
+                  f"Score-CAM {'exact' if k == 'exact' else f'fast, k = {k} channels'}, {SCORECAM_FILL} fill",
                   f"classes: {', '.join(handlers.md_escape(label) for label in clf.labels)}"]
     return " · ".join(parts)
 

@@ -224,14 +224,20 @@ def heatmap_image(heatmap: np.ndarray) -> Image.Image:
     return Image.fromarray((jet(heatmap) * 255.0 + 0.5).astype(np.uint8))
 
 
+# What a Score-CAM mask removed became (hub.explain.imputation), in words.
+FILL_WORDS = {"blur": "what a mask hides blurred", "linear": "what a mask hides filled from its surroundings",
+              "constant": "what a mask hides set to the mean colour"}
+
+
 def mode_text(e: Explanation) -> str:
     """How the map was computed, in words (which Score-CAM ran matters for its cost and accuracy)."""
     if e.method == "gradcam":
         return "gradients (one forward and one backward pass)"
     passes = f"{e.passes} masked pass{'' if e.passes == 1 else 'es'}"
+    fill = FILL_WORDS.get(e.fill, f"{e.fill} fill")
     if e.mode == "fast":
-        return f"fast Score-CAM: {passes} (a sample of the {e.layer} channels)"
-    return f"exact Score-CAM: {passes} (every non-constant {e.layer} channel)"
+        return f"fast Score-CAM: {passes} (a sample of the {e.layer} channels), {fill}"
+    return f"exact Score-CAM: {passes} (every non-constant {e.layer} channel), {fill}"
 
 
 def rounded(value, digits: int = 6):
@@ -288,7 +294,7 @@ def localisation_details(loc: Optional[Localisation], region: Optional[Region]) 
 def details(e: Explanation, loc: Optional[Localisation] = None, region: Optional[Region] = None) -> dict:
     """The numbers of an explanation, JSON-ready (for API clients), faithfulness figures and curves included,
     and where it lands against the image's expert region (`localisation`: None without one)."""
-    return {"method": e.method, "mode": e.mode, "masked_passes": e.passes, "layer": e.layer,
+    return {"method": e.method, "mode": e.mode, "masked_passes": e.passes, "layer": e.layer, "fill": e.fill,
             "target": e.target, "label": e.label, "rival": e.rival_label, "probability": round(e.probability, 6),
             "faithfulness": rounded(e.faithfulness), "seconds": round(e.seconds, 4),
             "image_size": [e.image.width, e.image.height], "localisation": localisation_details(loc, region)}

@@ -127,6 +127,7 @@ def test_explain_both_methods_say_how_they_ran(served, sample_paths):
     score = handlers.explain(served, path, "scorecam", target="checker", opacity=0.8)
     assert score.explanation.label == "checker" and score.details["label"] == "checker"
     assert score.details["mode"] == "fast" and score.details["masked_passes"] == SCORECAM_K
+    assert score.details["fill"] == "blur" and "what a mask hides blurred" in score.summary
     assert f"fast Score-CAM: {SCORECAM_K} masked passes" in score.summary
     f = score.details["faithfulness"]
     assert 0.0 <= f["deletion"] <= 1.0 and 0.0 <= f["insertion"] <= 1.0 and isinstance(f["beats_baselines"], bool)

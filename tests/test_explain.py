@@ -63,7 +63,7 @@ def library_scorecam(model, image):
     x = model_transform(model)(image)[None]
     with LibraryScoreCAM(model, [model.layer4]) as cam:
         reference = cam(x, None)[0]
-    return x, reference, ScoreCAM(model, dtype="float32")(x)
+    return x, reference, ScoreCAM(model, dtype="float32", fill="constant")(x)   # the library's x * mask
 
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
@@ -216,10 +216,10 @@ def test_concurrent_calls_equal_sequential(model):
 
 def test_fast_scorecam_tracks_exact(model, library_scorecam):
     x, _, exact = library_scorecam
-    fast = [FastScoreCAM(model, 32, seed=s, dtype="float32")(x) for s in range(3)]
+    fast = [FastScoreCAM(model, 32, seed=s, dtype="float32", fill="constant")(x) for s in range(3)]
     assert all(f.mode == "fast" and f.passes == 32 for f in fast)
     assert np.mean([pearson(f.cam.numpy(), exact.cam.numpy()) for f in fast]) >= 0.95
-    everything = FastScoreCAM(model, 10_000, dtype="float32")(x)  # k above the channel count: exact
+    everything = FastScoreCAM(model, 10_000, dtype="float32", fill="constant")(x)  # k above the channel count: exact
     assert everything.mode == "exact" and torch.allclose(everything.cam, exact.cam, atol=1e-5)
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from hub.__main__ import main
 from hub.explain.batch import CSV_NAME, LOCALISATION_CSV, LOCALISATION_NAME, SUMMARY_NAME, collect_images
+from hub.explain.cam import SCORECAM_FILL
 from train.synthetic import load_evidence
 
 LABELS = ["ring", "cross", "checker"]
@@ -112,10 +113,12 @@ def test_annotations_score_the_maps_into_a_csv_a_report_metrics_and_the_card(mod
                       "--reference-data gives the shortcut check's place floor: add --annotations DIR")):
         assert main(["explain", str(model_copy), str(images), "--out", str(out), *bad]) == 2
         assert why in capsys.readouterr().err and not out.exists()
+    fill = next(f for f in ("blur", "linear") if f != SCORECAM_FILL)   # not the default: the option must travel
     assert main(["explain", str(model_copy), str(images), "--out", str(out), "--annotations", str(boxes),
-                 "--max-channels", "4", "--steps", "2", "--split-name", "held-out",
+                 "--max-channels", "4", "--steps", "2", "--split-name", "held-out", "--scorecam-fill", fill,
                  "--reference-data", str(train), "--reference-annotations", str(train)]) == 0
     printed = capsys.readouterr().out
+    assert f"(Score-CAM fast, k=4, {fill} fill)" in printed
     assert "held-out: 5 annotated image(s) (2 without an annotation, skipped)" in printed   # broken.png, 1 cross
     assert len(read_rows(out)) == 14                              # the usual CSV and overlays, as without
     with open(out / LOCALISATION_CSV, newline="") as fh:
@@ -127,7 +130,7 @@ def test_annotations_score_the_maps_into_a_csv_a_report_metrics_and_the_card(mod
         hits = [int(r[f"{method}_hit"]) for r in rows]
         assert report["methods"][method]["pointing_game"]["mean"] == pytest.approx(sum(hits) / 5)
         assert sum(hits) >= 4, rows   # the model reads the evidence box: its true-class maps land there
-    assert report["methods"]["scorecam"]["masked_passes"] == 4
+    assert report["methods"]["scorecam"]["masked_passes"] == 4 and report["methods"]["scorecam"]["fill"] == fill
     assert all(float(r["flat_ratio"]) == pytest.approx(1.0) for r in rows)
     metrics = json.loads((model_copy / "metrics.json").read_text())
     assert metrics["localisation"] == {"held-out": report}
@@ -136,7 +139,7 @@ def test_annotations_score_the_maps_into_a_csv_a_report_metrics_and_the_card(mod
     g = report["methods"]["gradcam"]["pointing_game"]
     assert "### Does the model look at the lesion?" in card and "#### held-out split" in card
     assert f"| Grad-CAM | {g['mean']:.3f} [{g['low']:.3f}, {g['high']:.3f}] |" in card
-    assert "| Score-CAM (fast, k=4) |" in card and "| random (baseline) |" in card
+    assert f"| Score-CAM (fast, k=4), {fill} fill |" in card and "| random (baseline) |" in card
     assert "| held-out: input | accuracy |" in card and "| lesion hidden |" in card
     # the place floor: the evidence sits anywhere in these images, so its place alone says little of the class
     place = report["shortcut"]["place_only"]

@@ -341,9 +341,11 @@ def test_the_bench_prints_the_table_with_the_place_floor(trained_synthetic, caps
     # the synthetic sets carry a YOLO file beside each image: the image folder is its own annotation folder
     main(["--model", str(trained_synthetic.model_dir), "--data", str(data / "test"), "--annotations",
           str(data / "test"), "--limit", "6", "--max-channels", "4", "--reference-data", str(data / "train"),
-          "--reference-annotations", str(data / "train")])
+          "--reference-annotations", str(data / "train"), "--scorecam-fill", "constant", "blur"])
     out = capsys.readouterr().out
     assert "6 of 60 annotated images" in out and "shortcut check, accuracy: as is" in out
+    assert "Score-CAM fill (what a mask removes becomes), on the same 6 images:" in out
+    assert "  constant pointing " in out and "  blur     pointing " in out
     assert "place and size alone (15 nearest of 180 training regions)" in out
     with pytest.raises(SystemExit):
         main(["--model", "m", "--data", "d", "--annotations", "a", "--reference-data", "r"])

@@ -33,7 +33,7 @@ from torch import nn
 
 from hub.annotations import Annotations, Region, read_annotations
 from hub.display import METHOD_NAMES
-from hub.explain.cam import MaxChannels
+from hub.explain.cam import SCORECAM_FILL, MaxChannels
 from hub.explain.explanation import Explanation, Target, explain
 from hub.explain.faithfulness import BASELINES, IMPUTATION, STEPS, Figures, agreement
 from hub.explain.lesion import LesionRow
@@ -159,6 +159,7 @@ class Row:
     seconds: float = math.nan
     overlay: str = ""                      # relative to --out; "" for an unreadable image
     error: str = ""                        # an unreadable image: why (nothing else set)
+    fill: str = ""                         # Score-CAM's fill (hub.explain.imputation); "" for Grad-CAM
 
 
 def explained_row(e: Explanation, image: Path, true_label: str, labels: Sequence[str], overlay: str = "") -> Row:
@@ -166,7 +167,7 @@ def explained_row(e: Explanation, image: Path, true_label: str, labels: Sequence
     best = int(np.argmax(e.probabilities))
     return Row(image, e.method, true_label, labels[best], float(e.probabilities[best]), e.mode, e.passes, e.label,
                e.rival_label or "", e.probability, None if e.faithfulness is None else Scores.of(e.faithfulness),
-               seconds=e.seconds, overlay=overlay)
+               seconds=e.seconds, overlay=overlay, fill=e.fill or "")
 
 
 def csv_row(row: Row) -> dict[str, str]:
@@ -265,6 +266,7 @@ def summarise(rows: Sequence[Row], steps: Optional[int] = None, imputation: Opti
             "beats": {**{b: round(float(np.mean(v)), 4) for b, v in beats.items()},
                       "both": round(float(np.mean([all(t) for t in zip(*beats.values())])), 4)},
             "images": len(done), "mode": done[0].mode, "masked_passes": max(r.masked_passes for r in done),
+            **({"fill": done[0].fill} if done[0].fill else {}),
             "seconds": round(float(np.mean([r.seconds for r in done])), 4), "steps": steps, "imputation": imputation,
             "target": "true class"}
         paired = [r.agreement for r in done if r.agreement]
@@ -281,7 +283,8 @@ def spread(items: Sequence[Item], count: int) -> list[Item]:
 
 
 def sanity_reports(clf: Explainer, items: Sequence[Item], methods: Sequence[str], max_channels: MaxChannels = "auto",
-                   target: Target = None, true_class: bool = False, count: int = SANITY_IMAGES) -> dict[str, dict]:
+                   target: Target = None, true_class: bool = False, count: int = SANITY_IMAGES,
+                   scorecam_fill: str = SCORECAM_FILL) -> dict[str, dict]:
     """`hub.explain.sanity.sanity_check` of each method on up to `count` readable items (spread over the classes)."""
     readable = []
     for item in items:
@@ -294,8 +297,8 @@ def sanity_reports(clf: Explainer, items: Sequence[Item], methods: Sequence[str]
     chosen = [readable[i] for i in np.linspace(0, len(readable) - 1, min(count, len(readable))).round().astype(int)]
     index, rival = resolve_contrast(target, clf.labels)
     targets = [item.truth if true_class else index for item, _ in chosen]
-    return {m: sanity_check(clf.model, [x for _, x in chosen], m, targets, rival=rival, max_channels=max_channels)
-            for m in methods}
+    return {m: sanity_check(clf.model, [x for _, x in chosen], m, targets, rival=rival, max_channels=max_channels,
+                            scorecam_fill=scorecam_fill) for m in methods}
 
 
 def example_figure(rows: Sequence[Row], out: str | Path, labels: Sequence[str]) -> Optional[Image.Image]:

@@ -42,12 +42,14 @@ from PIL import Image
 from torch import nn
 
 from hub.explain.cam import (
+    SCORECAM_FILL,
     BaseCAM,
     FastScoreCAM,
     GradCAM,
     MaxChannels,
     Passes,
     ScoreCAM,
+    check_fill,
     resolve_dtype,
     resolve_max_channels,
 )
@@ -83,6 +85,7 @@ class Explanation:
     # The map at the model's input size: what the faithfulness figures rank pixels by, kept so that
     # `add_faithfulness` can measure them later without recomputing the map.
     model_map: Optional[np.ndarray] = field(default=None, repr=False)
+    fill: Optional[str] = None   # Score-CAM: what its masks removed became; None for Grad-CAM
 
     def overlay(self, opacity: float = 0.5) -> Image.Image:
         """The input image with the heatmap blended on top in a jet colour map."""
@@ -110,18 +113,19 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def make_cam(model: nn.Module, method: str, max_channels: Passes = "exact", layer=None,
-             batch_size: Optional[int] = None, dtype="auto", seed: int = 0) -> BaseCAM:
+             batch_size: Optional[int] = None, dtype="auto", seed: int = 0, fill: str = SCORECAM_FILL) -> BaseCAM:
     """The CAM object for `method`: Grad-CAM, exact Score-CAM ("exact"), or fast Score-CAM with k passes (an int;
-    "auto" is the user's word, turned into one of these by `resolve_max_channels` once the device is known)."""
+    "auto" is the user's word, turned into one of these by `resolve_max_channels` once the device is known).
+    `fill`: what Score-CAM's masks remove becomes (`hub.explain.imputation`); Grad-CAM has no masks."""
     if method == "gradcam":
         return GradCAM(model, layer)
     if method == "scorecam":
         if max_channels == "exact":
-            return ScoreCAM(model, layer, batch_size=batch_size, dtype=dtype)
+            return ScoreCAM(model, layer, batch_size=batch_size, dtype=dtype, fill=fill)
         if isinstance(max_channels, bool) or not isinstance(max_channels, int):
             raise ValueError(f"make_cam takes k or 'exact', got {max_channels!r}; resolve it first with "
                              "hub.explain.cam.resolve_max_channels")
-        return FastScoreCAM(model, max_channels, layer, batch_size=batch_size, dtype=dtype, seed=seed)
+        return FastScoreCAM(model, max_channels, layer, batch_size=batch_size, dtype=dtype, seed=seed, fill=fill)
     raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
 
 
@@ -184,12 +188,15 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam", targe
             labels: Optional[list[str]] = None, device: Union[str, torch.device, None] = None, *, layer=None,
             batch_size: Optional[int] = None, dtype: Union[str, torch.dtype, None] = "auto",
             seed: int = 0, faithfulness: bool = True, steps: int = STEPS,
-            imputation: str = IMPUTATION) -> Explanation:
-    """Explain `model`'s decision for `image` (class `target`, default the predicted one; (A, B): A rather than B)."""
+            imputation: str = IMPUTATION, scorecam_fill: str = SCORECAM_FILL) -> Explanation:
+    """Explain `model`'s decision for `image` (class `target`, default the predicted one; (A, B): A rather than B).
+
+    `scorecam_fill`: what Score-CAM's masks remove becomes; `imputation`: what the faithfulness curves remove."""
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     steps, imputation = check_steps(steps), check_imputation(imputation)  # refused before any pass
+    check_fill(scorecam_fill)
     model.eval()  # a model in training mode would update its BatchNorm statistics on every pass
     img = load_image(image)
     labels = list(labels) if labels is not None else labels_of(model)
@@ -197,7 +204,8 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam", targe
     transform = transform or model_transform(model)
     device = torch.device(device) if device is not None else model_device(model)
     x = transform(img).unsqueeze(0).to(device)
-    cam = make_cam(model, method, resolve_max_channels(max_channels, device), layer, batch_size, dtype, seed)
+    cam = make_cam(model, method, resolve_max_channels(max_channels, device), layer, batch_size, dtype, seed,
+                   scorecam_fill)
     model_size, patches = tuple(x.shape[-2:]), cells_are_patches(model)
     with cam.split.session():  # a lock on the hook path only; the curves' plain passes need none
         result = cam(x, index, rival)
@@ -207,7 +215,7 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam", targe
     name = lambda i: labels[i] if i < len(labels) else str(i)  # noqa: E731
     e = Explanation(heatmap, img, result.target, name(result.target), float(probs[result.target]), None,
                     time.perf_counter() - start, method, result.mode, result.passes, result.layer, probs,
-                    rival, None if rival is None else name(rival), model_map.numpy())
+                    rival, None if rival is None else name(rival), model_map.numpy(), result.fill)
     if not faithfulness:
         return e
     return add_faithfulness(model, e, transform, device, dtype=dtype, seed=seed, steps=steps, imputation=imputation)

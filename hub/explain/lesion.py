@@ -36,7 +36,7 @@ from hub.annotations import Annotations, Region
 from hub.device import autocast
 from hub.display import MAP_NAMES, interval_text
 from hub.errors import AnnotationError
-from hub.explain.cam import FAST_CHANNELS, MaxChannels, resolve_dtype
+from hub.explain.cam import FAST_CHANNELS, SCORECAM_FILL, MaxChannels, resolve_dtype
 from hub.explain.explanation import cells_are_patches, explain, model_device, model_transform
 from hub.explain.localisation import BASELINES, TOLERANCE, Localisation, baseline_maps, localise_all
 from hub.explain.place import K as PLACE_K
@@ -65,6 +65,7 @@ class MapInfo:
     passes: int      # masked forward passes (Score-CAM's k)
     layer: str
     seconds: float
+    fill: Optional[str] = None   # Score-CAM's fill (hub.explain.imputation); None for Grad-CAM
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def lesion_rows(model: nn.Module, items: Sequence[Item], annotations: Annotation
                 max_channels: MaxChannels = FAST_CHANNELS, seed: int = 0,
                 device: Union[str, torch.device, None] = None, progress: Optional[Progress] = None, *,
                 layer=None, dtype: Union[str, torch.dtype, None] = "auto",
-                transform: Optional[Callable] = None) -> list[LesionRow]:
+                transform: Optional[Callable] = None, scorecam_fill: str = SCORECAM_FILL) -> list[LesionRow]:
     """A `LesionRow` for every item that has a region in `annotations` (the others are skipped).
 
     `dtype` "auto": the masked passes and the check's in bf16 where the device runs it natively (CUDA, and
@@ -148,9 +149,9 @@ def lesion_rows(model: nn.Module, items: Sequence[Item], annotations: Annotation
     (bf16 against fp32, a ResNet50 trained on the MRI slices, 30 of them: the same Score-CAM hit on all 30, energy
     within 0.0003, the same answers with the lesion hidden; Score-CAM 0.34 s an image against 0.81 s.)
     `layer`: the CAM's target layer (default the last feature stage); `transform`: the model's preprocessing
-    (default its timm data config). The model's conv weights sit in channels_last memory while this runs
-    (`channels_last`: values unchanged, the tensors put back after), so no other thread should use the model
-    meanwhile."""
+    (default its timm data config); `scorecam_fill`: what Score-CAM's masks remove becomes. The model's conv
+    weights sit in channels_last memory while this runs (`channels_last`: values unchanged, the tensors put back
+    after), so no other thread should use the model meanwhile."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0 pixels, got {tolerance}")
     unknown = [m for m in methods if m not in METHODS]
@@ -195,8 +196,9 @@ def lesion_rows(model: nn.Module, items: Sequence[Item], annotations: Annotation
         maps, info = {}, {}
         for method in methods:
             e = explain(model, img, method=method, target=truth, max_channels=max_channels, transform=transform,
-                        labels=labels, device=device, layer=layer, dtype=precision, seed=seed, faithfulness=False)
-            maps[method], info[method] = e.heatmap, MapInfo(e.mode, e.passes, e.layer, e.seconds)
+                        labels=labels, device=device, layer=layer, dtype=precision, seed=seed, faithfulness=False,
+                        scorecam_fill=scorecam_fill)
+            maps[method], info[method] = e.heatmap, MapInfo(e.mode, e.passes, e.layer, e.seconds, e.fill)
         # A fresh random map per image (seeded by its place in the list), else "random" is one fixed map.
         maps.update(baseline_maps(size, grid, model_size, patches, seed=(seed, index)))
         found = localise_all(maps, region, tolerance)
@@ -256,7 +258,8 @@ def summarise(rows: Sequence[LesionRow], skipped: int = 0, tolerance: float = TO
     methods = {}
     for name, info in done[0].methods.items():
         methods[name] = {**figures(name), "mode": info.mode, "masked_passes": info.passes, "layer": info.layer,
-                         "seconds": float(np.mean([r.methods[name].seconds for r in done]))}
+                         "seconds": float(np.mean([r.methods[name].seconds for r in done])),
+                         **({"fill": info.fill} if info.fill else {})}
     shortcut = {"accuracy": {v: stat([r.predicted[v] == r.truth for r in done]) for v in VIEWS},
                 "p_true": {v: stat([r.p_true[v] for r in done]) for v in VIEWS},
                 "fill": "pull-push inpainting", "grow_share": GROW_SHARE}
@@ -282,7 +285,7 @@ def lesion_report(model: nn.Module, items: Sequence[Item], annotations: Annotati
     `groups`: image path -> patient (or slide) id, for intervals that resample whole patients. `reference`: the
     training images' (region, class) pairs, for the shortcut check's floor (what the region's place alone gives
     away, `hub.explain.place`; `mirror` for a model trained with horizontal flips). `options`: `layer`, `dtype`,
-    `transform` of `lesion_rows`."""
+    `transform`, `scorecam_fill` of `lesion_rows`."""
     rows = lesion_rows(model, items, annotations, methods, tolerance, max_channels, seed, device, progress,
                        **options)
     skipped = sum(annotations.get(Path(p)) is None for p, _ in items)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hub.explain.cam import MaxChannels, resolve_max_channels
+from hub.explain.cam import SCORECAM_FILL, MaxChannels, resolve_max_channels
 from hub.explain.explanation import cells_are_patches, make_cam, model_device, to_pixels
 from hub.explain.split import feature_layer_name
 from hub.explain.stats import rank_correlation, ssim
@@ -59,22 +59,24 @@ def randomise(module: nn.Module, generator: torch.Generator) -> None:
             p.copy_(noise.to(p.device, p.dtype))
 
 
-def cam_maps(method: str, max_channels: MaxChannels = "auto", seed: int = 0, rival: Optional[int] = None) -> MapFn:
+def cam_maps(method: str, max_channels: MaxChannels = "auto", seed: int = 0, rival: Optional[int] = None,
+             fill: str = SCORECAM_FILL) -> MapFn:
     """The map maker of Grad-CAM or Score-CAM (of `target` rather than `rival`, if given), at the input's own size."""
     def draw(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
         k = resolve_max_channels(max_channels, x.device)
-        cam = make_cam(model, method, k, seed=seed)(x, target, rival).cam
+        cam = make_cam(model, method, k, seed=seed, fill=fill)(x, target, rival).cam
         return to_pixels(cam, tuple(x.shape[-2:]), tuple(x.shape[-2:]), cells_are_patches(model))
     return draw
 
 
 def sanity_check(model: nn.Module, xs: Sequence[torch.Tensor], method: Union[str, MapFn],
                  targets: Optional[Sequence[Optional[int]]] = None, *, rival: Optional[int] = None,
-                 max_channels: MaxChannels = "auto", stages: int = STAGES, seed: int = 0) -> dict:
+                 max_channels: MaxChannels = "auto", stages: int = STAGES, seed: int = 0,
+                 scorecam_fill: str = SCORECAM_FILL) -> dict:
     """Per cascade step, how alike the maps of the randomised model are to the originals; passed or not."""
     if not xs:
         raise ValueError("the sanity check needs at least one image")
-    draw = cam_maps(method, max_channels, seed, rival) if isinstance(method, str) else method
+    draw = cam_maps(method, max_channels, seed, rival, scorecam_fill) if isinstance(method, str) else method
     device = model_device(model)
     xs = [x.to(device) for x in xs]
     targets = list(targets) if targets is not None else [None] * len(xs)
