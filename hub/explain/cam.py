@@ -146,6 +146,7 @@ class BaseCAM:
     """Shared base: the model split at its target layer (default: the last feature stage)."""
 
     mode = "base"
+    fill: Optional[str] = None   # Score-CAM sets what its masks hide; methods without masks have none
 
     def __init__(self, model: nn.Module, layer: Union[str, nn.Module, None] = None):
         self.model = model
@@ -172,7 +173,7 @@ class BaseCAM:
 
     def _result(self, cam, logits, target, passes, channels, mode=None, rival=None) -> CamResult:
         return CamResult(normalise(F.relu(cam)).cpu(), logits[0].detach().float().cpu(), target,
-                         mode or self.mode, passes, channels, self.split.layer, rival, getattr(self, "fill", None))
+                         mode or self.mode, passes, channels, self.split.layer, rival, self.fill)
 
 
 def target_score(logits: torch.Tensor, target: int, rival: Optional[int]) -> torch.Tensor:
