@@ -110,6 +110,26 @@ def data_summary(counts: dict[str, dict[str, int]], labels: Sequence[str]) -> st
     return "the training split's " + ", ".join(f"{train.get(lab, 0)} `{lab}`" for lab in labels) + " images"
 
 
+def grounding_line(cfg: dict, run: dict, counts: dict[str, dict[str, int]]) -> str:
+    """How the model was trained with expert regions (--annotations), as the card says it; "" when it was not."""
+    if not cfg.get("annotations"):
+        return ""
+    total = sum(counts.get("train", {}).values())
+    seen = run.get("annotated_training_images")
+    share = f"{seen} of {total} training images annotated" if seen is not None else "annotated training images"
+    weight = cfg.get("guide_weight", 1)
+    parts = [f"Trained with expert regions (`--annotations`, {share}): cross-entropy plus {weight:g} x a grounding "
+             "loss on the last stage's per-cell logits (the true class's map must peak on the region, every cell off "
+             f"it must be class-neutral), last stage at output stride {cfg.get('output_stride', 32)}"]
+    if cfg.get("counterfactual"):
+        parts.append(f"{cfg['counterfactual']:.0%} of the annotated images shown with the region hidden (blur-filled) "
+                     "and trained toward no class")
+    if cfg.get("context_swap"):
+        parts.append(f"{cfg['context_swap']:.0%} of them shown with the region pasted into another annotated "
+                     "training image, whose own region was blur-filled, keeping their label")
+    return "; ".join(parts) + "."
+
+
 def _eval_results(results: dict[str, dict], dataset: str, dataset_name: str) -> list[EvalResult]:
     split = "test" if "test" in results else "validation"
     m = results[split]
@@ -187,6 +207,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
                               ("bf16 autocast + channels_last where the device has bf16", cfg.get("amp")),
                               ("evaluated as the mean of each image and its mirror (flip TTA)", cfg.get("tta")))
               if on]
+    grounding = grounding_line(cfg, train_config.get("run", {}), dataset["counts"])
     counts = dataset["counts"]
     init = (_parent_line(parent) if parent else "initialised from ImageNet weights `" + base_model + "`" if base_model
             else f"initialised from `{cfg['init']}`" if cfg.get("init") else "trained from scratch (random init)")
@@ -209,6 +230,7 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         skipped=dataset.get("skipped", 0),
         cfg=cfg,
         init=init,
+        grounding=grounding,
         epochs_run=history.get("epochs_run", "?"),
         best_epoch=history.get("best_epoch", "?"),
         input_size=f"{size[1]}x{size[2]}",

@@ -64,6 +64,23 @@ def test_the_card_names_the_random_intensity_augmentation(card_files):
     assert "random gain and gamma exp(U(±0.25))" in render_card(config, metrics, train_config).text
 
 
+def test_the_card_says_the_model_was_trained_with_expert_regions_and_how(card_files):
+    config, metrics, train_config = card_files
+    assert "--annotations" not in render_card(config, metrics, train_config).text
+    guided = {**train_config["config"], "annotations": "boxes", "guide_weight": 2.0, "output_stride": 16,
+              "counterfactual": 0.25, "context_swap": 0.5}
+    run = {**train_config["run"], "annotated_training_images": 900}
+    text = render_card(config, metrics, {**train_config, "config": guided, "run": run}).text
+    line = line_with(text, "--annotations")
+    assert "900 of 1961 training images annotated" in line    # COUNTS' training split: 913 + 453 + 595
+    assert "plus 2 x a grounding loss" in line and "output stride 16" in line
+    assert "25% of the annotated images shown with the region hidden" in line
+    assert "50% of them shown with the region pasted into another annotated training image" in line
+    plain = {**guided, "counterfactual": 0.0, "context_swap": 0.0}
+    line = line_with(render_card(config, metrics, {**train_config, "config": plain}).text, "--annotations")
+    assert "annotated training images)" in line and "hidden" not in line and "pasted" not in line
+
+
 def test_the_data_summary_counts_the_training_split_only(card_files):
     text = render_card(*card_files).text
     summary = line_with(text, "images like its training data")

@@ -131,3 +131,49 @@ def test_a_counterfactual_sample_has_its_region_hidden_and_no_region_to_point_at
     x, label, mask, kind = data[0]
     assert kind == HIDDEN and label == 2 and float(mask.sum()) == 0.0
     assert float(x[0].max()) < 0.0                    # no pixel near the square's brightness (1.6) is left
+
+
+def _swap_pair(tmp_path):
+    """Two annotated 96 px images: A (class 0) a bright square on dark; B (class 1) grey, its own lesion and a corner
+    mark outside it (context only B has)."""
+    a = np.full((96, 96, 3), 40, np.uint8)
+    a[30:60, 30:60] = 230
+    b = np.full((96, 96, 3), 120, np.uint8)
+    b[60:90, 60:90] = 200
+    b[0:12, 0:12] = 250
+    paths = (tmp_path / "a.png", tmp_path / "b.png")
+    for path, arr in zip(paths, (a, b)):
+        Image.fromarray(arr).save(path)
+    regions = {paths[0]: Region("a.txt", ((30 / 96, 30 / 96, 60 / 96, 60 / 96),)),
+               paths[1]: Region("b.txt", ((60 / 96, 60 / 96, 90 / 96, 90 / 96),))}
+    return Split(paths, (0, 1)), Annotations(regions, (), "boxes")
+
+
+def test_a_context_swap_sample_keeps_its_lesion_and_label_in_another_images_context(tmp_path):
+    split, annotations = _swap_pair(tmp_path)
+    config = {**CONFIG, "input_size": (3, 96, 96)}
+    data = GroundedDataset(split, annotations, joint_transform(config, hflip=False, rotation=0, color_jitter=0.0,
+                                                               scale_min=1.0), context_swap=0.999)
+    torch.manual_seed(0)
+    x, label, mask, kind = data[0]
+    pixels = (x[0] * 0.25 + 0.5) * 255                       # back to 0-255 (CONFIG's mean and std)
+    assert label == 0 and kind == ANNOTATED                   # A's label and region, trained as annotated
+    assert float(mask[30:60, 30:60].min()) == 1.0 and float(mask.sum()) == 900
+    assert float((pixels[30:60, 30:60] - 230).abs().max()) < 2   # A's lesion, untouched
+    assert float((pixels[0:12, 0:12] - 250).abs().max()) < 2     # B's context: its corner mark...
+    assert float((pixels[20:26, 70:90] - 120).abs().max()) < 2   # ...and its grey, not A's dark background
+    assert float(pixels[66:84, 66:84].max()) < 170               # B's own lesion blur-filled away (200 there)
+
+
+def test_paste_region_has_no_hard_edge_and_keeps_the_region_exactly():
+    from train.grounding import paste_region
+
+    img = Image.fromarray(np.full((64, 64, 3), 200, np.uint8))
+    context = Image.fromarray(np.full((64, 64, 3), 0, np.uint8))
+    keep = np.zeros((64, 64), bool)
+    keep[20:40, 20:40] = True
+    out = np.asarray(paste_region(img, context, keep, feather=3.0))[..., 0].astype(int)
+    assert (out[keep] == 200).all() and out[0, 0] == 0       # the region is img's, far away is the context's
+    ramp = out[30, 40:52]                                      # leaving the region to the right
+    assert (np.diff(ramp) <= 0).all() and 0 < ramp[3] < 200 and np.abs(np.diff(ramp)).max() < 120
+

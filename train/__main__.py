@@ -110,6 +110,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--counterfactual", type=float, metavar="P",
                    help="share of annotated training images shown with the region hidden (blur-filled) and "
                         f"trained toward no class: context alone must not predict it{_d('counterfactual')}")
+    g.add_argument("--context-swap", type=float, metavar="Q",
+                   help="share of annotated training images shown with their region pasted into another annotated "
+                        "image (its own region blur-filled), keeping their label: the context stops predicting "
+                        f"the class{_d('context_swap')}")
     g.add_argument("--output-stride", type=int, choices=(8, 16, 32),
                    help=f"16: dilate the last stage for a 2x finer heatmap{_d('output_stride')}")
     g = p.add_argument_group("weights")

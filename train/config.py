@@ -74,6 +74,7 @@ class TrainConfig:
     test_annotations: str | None = None  # regions of --test-data images, read once at the end (card table)
     guide_weight: float = 1.0
     counterfactual: float = 0.0          # share of annotated training images shown with the region hidden, "no class"
+    context_swap: float = 0.0            # share of annotated training images shown in another image's context
     output_stride: int = 32              # 16: the last stage dilated, a 2x finer map (8x8 at 128 px) for 1.2x time
     seed: int = 0
     workers: int = 0
@@ -179,6 +180,13 @@ class TrainConfig:
             yield f"--counterfactual must be in [0, 1) (got {self.counterfactual})"
         if self.counterfactual and not self.annotations:
             yield "--counterfactual needs --annotations: it hides the annotated regions"
+        if not 0.0 <= self.context_swap < 1.0:
+            yield f"--context-swap must be in [0, 1) (got {self.context_swap})"
+        if self.context_swap and not self.annotations:
+            yield "--context-swap needs --annotations: it moves the annotated regions into other images"
+        if self.counterfactual + self.context_swap > 1.0:
+            yield (f"--counterfactual {self.counterfactual:g} and --context-swap {self.context_swap:g} add up to more "
+                   "than 1: each annotated image is shown at most one of the two ways; lower one of them")
         if self.guide_weight < 0:
             yield f"--guide-weight must not be negative (got {self.guide_weight})"
         if self.annotations and (self.mixup or self.cutmix):

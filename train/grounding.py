@@ -24,6 +24,13 @@ by a blur of its surroundings) and trained toward no class at all (the uniform d
 `weight`): context alone must not predict the class (counterfactual augmentation; Teney et al. 2020).
 The fill differs from the shortcut check's (pull-push inpainting, hub.explain.shortcut) so that the
 lesion-hidden accuracy is not measured on the very images the model was taught to refuse.
+With `context_swap` q > 0, each annotated training image is, with probability q, shown with its region (grown
+as above, feathered) pasted at the same place into another annotated training image, drawn uniformly, whose own
+region is blur-filled first; the label and the region stay the first image's. In those samples the context
+(view, anatomy, acquisition, what a lesion does to its surroundings) is independent of the label, so it stops
+paying to read it, while the lesion and its place still carry the class (background swapping: Xiao et al. 2021,
+"Noise or Signal", whose models trained on random backgrounds relied less on them). Unlike the
+counterfactual, no sample asks for "no class".
 The region rides through the same random crop, flip and rotation as its image (torchvision v2
 transforms move a `Mask` with the image).
 """
@@ -93,9 +100,12 @@ def blur_fill(img: Image.Image, hole: np.ndarray) -> Image.Image:
 class GroundedDataset(Dataset):
     """(image tensor, label, region mask at the input size, PLAIN / ANNOTATED / HIDDEN)."""
 
-    def __init__(self, split: Split, annotations: Annotations, transform: Callable, counterfactual: float = 0.0):
+    def __init__(self, split: Split, annotations: Annotations, transform: Callable, counterfactual: float = 0.0,
+                 context_swap: float = 0.0):
         self.split, self.annotations, self.transform = split, annotations, transform
-        self.counterfactual = counterfactual
+        self.counterfactual, self.context_swap = counterfactual, context_swap
+        # the images whose context can be borrowed: annotated ones, so that their own lesion can be hidden
+        self.donors = [i for i, p in enumerate(split.paths) if annotations.get(p) is not None]
 
     def __len__(self) -> int:
         return len(self.split)
@@ -118,12 +128,50 @@ class GroundedDataset(Dataset):
             mask = region.mask(size) if region is not None else np.zeros(size, bool)
             kind = PLAIN if region is None else ANNOTATED
             # torch's generator: reseeded per epoch (train.engine.seed_epoch), so a resumed run replays it
-            if region is not None and self.counterfactual and float(torch.rand(())) < self.counterfactual:
-                img = blur_fill(img, region.mask(size, grow=max(1.0, GROW_SHARE * math.sqrt(mask.sum()))))
+            draw = float(torch.rand(())) if region is not None and (self.counterfactual or self.context_swap) else 1.0
+            if draw < self.counterfactual:
+                img = blur_fill(img, region.mask(size, grow=grown(mask)))
                 mask, kind = np.zeros(size, bool), HIDDEN
+            elif draw < self.counterfactual + self.context_swap:
+                context = self.borrowed_context(i, size)
+                if context is not None:
+                    img = paste_region(img, context, region.mask(size, grow=grown(mask)), grown(mask) / 2)
             x, m = self.transform(img, tv_tensors.Mask(torch.from_numpy(mask)))
             return x, self.split.labels[i], m.to(torch.float32), kind
         raise DataError("every image of the split became unreadable during training")
+
+    def borrowed_context(self, index: int, size: tuple[int, int]) -> Image.Image | None:
+        """Another annotated training image, drawn uniformly, at `size` with its own region blur-filled; None when
+        there is no other one or it cannot be read (the sample is then shown as it is)."""
+        others = [d for d in self.donors if d != index]
+        if not others:
+            return None
+        donor = others[int(torch.randint(len(others), ()))]
+        path = self.split.paths[donor]
+        try:
+            img = load_image(path)
+        except ImageError:
+            return None
+        if (img.height, img.width) != size:
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        own = self.annotations.get(path).mask(size)
+        return blur_fill(img, self.annotations.get(path).mask(size, grow=grown(own)))
+
+
+def grown(mask: np.ndarray) -> float:
+    """Pixels a region is grown by before it is hidden or moved: 10% of the side of a square of its area."""
+    return max(1.0, GROW_SHARE * math.sqrt(float(mask.sum())))
+
+
+def paste_region(img: Image.Image, context: Image.Image, keep: np.ndarray, feather: float) -> Image.Image:
+    """`img`'s pixels on the bool `keep` (its region, grown) over `context` of the same size; the seam fades outward
+    over about 2 * `feather` pixels, so that no hard edge outlines the region. Inside `keep` the pixels are `img`'s."""
+    from hub.explain.imputation import blur
+
+    soft = blur(torch.from_numpy(keep).float()[None, None], max(1.0, feather))[0, 0].numpy()
+    alpha = np.maximum(np.clip(2 * soft, 0, 1), keep)[..., None]   # 1 on keep (its edge included), then a ramp
+    out = alpha * np.asarray(img, np.float32) + (1 - alpha) * np.asarray(context, np.float32)
+    return Image.fromarray((out + 0.5).clip(0, 255).astype(np.uint8))
 
 
 def cell_logits(features: torch.Tensor, head: nn.Linear) -> torch.Tensor:

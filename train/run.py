@@ -158,11 +158,12 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     if "data" in run.regions:
         grounded = GroundedDataset(splits.train, run.regions["data"], joint_transform(
             run.data_config, cfg.hflip, cfg.rotation, cfg.color_jitter, cfg.scale_min, cfg.intensity),
-            cfg.counterfactual)
+            cfg.counterfactual, cfg.context_swap)
         annotated, total = annotated_share(run.regions["data"], splits.train)
         log(f"--annotations: {annotated} of {total} training images annotated; grounding loss weight "
             f"{cfg.guide_weight}, last stage at stride {net.feature_info[-1]['reduction']}"
-            + (f", {cfg.counterfactual:.0%} shown with the region hidden (no class)" if cfg.counterfactual else ""))
+            + (f", {cfg.counterfactual:.0%} shown with the region hidden (no class)" if cfg.counterfactual else "")
+            + (f", {cfg.context_swap:.0%} shown in another image's context" if cfg.context_swap else ""))
         run.loaders["train"] = _loader(grounded, cfg, device, world, True)
     else:
         run.loaders["train"] = _loader(ImageDataset(splits.train, train_tf), cfg, device, world, True)
@@ -345,6 +346,8 @@ def finish(run: Run, state: State) -> Path:
                         best_epoch=state.best_epoch, stopped_early=state.stopped,
                         best_val_loss=state.best_loss if run.cfg.validates else None,
                         train_seconds=round(sum(h["seconds"] for h in history), 2))
+        if "data" in run.regions:  # the card says how many training images the grounding saw
+            run_info["annotated_training_images"] = annotated_share(run.regions["data"], run.splits.train)[0]
         train_config = {"config": run.cfg.to_dict(), "versions": versions(), "dataset": run.splits.fingerprint(),
                         "run": run_info}
         if run.lineage is not None:
