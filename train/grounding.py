@@ -154,8 +154,8 @@ class GroundedDataset(Dataset):
             return None
         if (img.height, img.width) != size:
             img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        own = self.annotations.get(path).mask(size)
-        return blur_fill(img, self.annotations.get(path).mask(size, grow=grown(own)))
+        region = self.annotations.get(path)
+        return blur_fill(img, region.mask(size, grow=grown(region.mask(size))))
 
 
 def grown(mask: np.ndarray) -> float:
