@@ -1,4 +1,4 @@
-"""python -m hub: push a model folder to the Hub, pull a revision back, explain many images.
+"""python -m hub: push a model folder to the Hub, pull a revision back, explain many images, calibrate.
 
     python -m hub push runs/demo/model org/her2-resnet50 --tag auto
     python -m hub pull org/her2-resnet50@v2 ./her2-v2
@@ -8,6 +8,7 @@
     python -m hub explain runs/mri mri/test --annotations mri/test-boxes --out out --reference-data mri/train \
         --reference-annotations mri/train-boxes                                  # ... against its place alone
     python -m hub explain runs/mri scans/ export.zip --by-study --out out        # an answer per study and slice
+    python -m hub calibrate runs/mri-val --data mri/val                          # fit a temperature (hub.calibrate)
 
 Deploying the app to a Space is the app's own command: `python -m space deploy ...`.
 """
@@ -47,6 +48,18 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pull", help="download a revision into a folder")
     s.add_argument("repo", metavar="REPO_ID[@REV]", help="e.g. org/name@v2 (default revision: main)")
     s.add_argument("out", help="folder to write")
+    s = sub.add_parser("calibrate", help="fit a temperature on held-out labelled images (or carry one) into a "
+                       "local model folder: config.json, metrics.json and the card")
+    s.add_argument("folder", help="local model folder written by `python -m train`")
+    s.add_argument("--data", required=True, metavar="DIR",
+                   help="held-out images in class folders named after the model's labels (never its training "
+                        "images): T is fitted on them, or with --temperature, checked on them")
+    s.add_argument("--temperature", metavar="T|MODEL",
+                   help="carry this temperature instead of fitting one: a positive number, or the model folder of "
+                        "a run with validation (its fitted T)")
+    s.add_argument("--split-name", metavar="NAME", help="the name of --data in metrics.json and the card "
+                   "(default: its folder name)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     s = sub.add_parser("explain", help="heatmaps for many images: overlays/*.png and explanations.csv in --out")
     s.add_argument("model", metavar="MODEL", help="model folder, or REPO_ID[@REV] on the Hub")
     s.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders (searched recursively)")
@@ -289,6 +302,29 @@ def run_localisation(args: argparse.Namespace, clf, items, annotations, methods:
         print(f"wrote the localisation figures of '{name}' into {Path(args.model) / 'metrics.json'} and its model card")
 
 
+def run_calibrate(args: argparse.Namespace) -> None:
+    """The calibrate sub-command: fit or carry T, report each figure raw and scaled, write it into the folder."""
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from hub.calibrate import calibrate_folder
+    from hub.calibration import summary_line
+
+    with tqdm(desc="logits", unit="image") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        record = calibrate_folder(args.folder, args.data, args.temperature, args.split_name, args.device, progress)
+    print(f"temperature {record['temperature']:.4f}, {record['source']}")
+    for name, split in record["splits"].items():
+        print(summary_line(name, split))
+    if record["skipped"]:
+        print(f"{record['skipped']} image(s) outside the label folders were not used")
+    print(f"wrote it into {Path(args.folder) / 'config.json'}, metrics.json and the model card")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; expected failures print one line and exit 2 (hub.cli's policy)."""
     from hub.cli import run_command
@@ -303,6 +339,8 @@ def run(args: argparse.Namespace) -> None:
 
     if args.command == "explain":
         run_explain(args)
+    elif args.command == "calibrate":
+        run_calibrate(args)
     elif args.command == "push":
         result = push(args.folder, args.repo_id, tag=args.tag, branch=args.branch, create_pr=args.create_pr,
                       private=args.private, message=args.message)

@@ -244,6 +244,8 @@ def render_card(config: dict, metrics: dict, train_config: dict, repo_id: str | 
         faithfulness_setup=next(iter(faith.values()), {}),
         agreement=next((f["agreement"] for f in faith.values() if "agreement" in f), None),
         localisation=localisation_tables(metrics.get("localisation")),
+        calibration=metrics.get("calibration"),
+        temperature=config.get("temperature"),
         parent=parent,
         compared=_compared(parent, metrics, revision if repo_id else None),
         split=metrics.get("split"),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from timm.data import create_transform, resolve_model_data_config
 
+from hub.calibration import check_temperature
 from hub.device import pick_device
 from hub.images import ImageInput, load_image
 from hub.model import labels_of
@@ -30,8 +31,11 @@ class Classifier:
     source: str | None = None  # folder or repo id it came from
     revision: str | None = None  # the revision asked for (tag, branch or commit)
     commit: str | None = None  # the 40-hex commit actually loaded, for Hub sources
+    # Probabilities are softmax(logits / temperature): config.json's `temperature` (hub.calibration), 1 without one.
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        self.temperature = check_temperature(self.temperature)
         self.device = pick_device(self.device)
         self.model = self.model.eval().to(self.device)
         self.labels: list[str] = labels_of(self.model)
@@ -49,6 +53,10 @@ class Classifier:
         """Raw model outputs (N, num_classes) on the CPU, in float32."""
         return self.model(self.preprocess(images)).float().cpu()
 
+    def probabilities(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+        """Calibrated class probabilities (N, num_classes): softmax(logits / temperature)."""
+        return (self.logits(images) / self.temperature).softmax(dim=1)
+
     def predict(self, image: ImageInput, top_k: int | None = None) -> dict[str, float]:
         """Label -> probability for one image, most likely first (all classes unless top_k)."""
         return self.predict_batch([image], top_k)[0]
@@ -56,7 +64,7 @@ class Classifier:
     def predict_batch(self, images: Sequence[ImageInput], top_k: int | None = None) -> list[dict[str, float]]:
         """`predict` of several images in one forward pass (the same answers, to float rounding)."""
         answers = []
-        for probs in self.logits(list(images)).softmax(dim=1).tolist():
+        for probs in self.probabilities(list(images)).tolist():
             ranked = sorted(zip(self.labels, probs), key=lambda kv: kv[1], reverse=True)
             answers.append(dict(ranked[:top_k] if top_k else ranked))
         return answers
@@ -67,7 +75,8 @@ class Classifier:
         from hub.explain.explanation import explain
 
         return explain(self.model, load_image(image), method=method, target=target, max_channels=max_channels,
-                       transform=self.transform, labels=self.labels, device=self.device, **options)
+                       transform=self.transform, labels=self.labels, device=self.device,
+                       temperature=self.temperature, **options)
 
     def faithfulness(self, e: Explanation, **options) -> Explanation:
         """`e` (from `explain(..., faithfulness=False)`) with its faithfulness figures measured."""
@@ -80,4 +89,5 @@ class Classifier:
         if self.revision:
             where += f"@{self.revision}"
         size = self.data_config["input_size"]
-        return f"Classifier({where}, labels={self.labels}, input={size}, device={self.device})"
+        scaled = f", temperature={self.temperature:g}" if self.temperature != 1.0 else ""
+        return f"Classifier({where}, labels={self.labels}, input={size}, device={self.device}{scaled})"

@@ -14,7 +14,7 @@ import torch
 
 from hub.classifier import Classifier
 from hub.errors import ModelLoadError, download_errors, load_error, network_errors
-from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, load_local, no_weights
+from hub.model import CONFIG_NAME, PICKLE_NAMES, WEIGHTS_NAME, load_local, no_weights, read_config, temperature_of
 
 
 def split_revision(source: str, revision: str | None = None) -> tuple[str, str | None]:
@@ -82,10 +82,11 @@ def from_pretrained(source: str | Path, revision: str | None = None, device: str
     if is_repo_id(source):
         folder, commit = download(source, revision, cache_dir)
         return Classifier(load_local(folder), device=device, source=source, revision=revision or "main",
-                          commit=commit or None)
+                          commit=commit or None, temperature=temperature_of(read_config(folder)))
     if revision is not None:
         raise ModelLoadError(f"{source}: a revision ({revision}) was given but this is a local folder, "
                              "not a Hub repo id")
     if not Path(source).exists():
         raise ModelLoadError(f"{source}: no such folder, and not a Hub repo id of the form 'org/name'")
-    return Classifier(load_local(source), device=device, source=str(Path(source).resolve()))
+    return Classifier(load_local(source), device=device, source=str(Path(source).resolve()),
+                      temperature=temperature_of(read_config(Path(source))))

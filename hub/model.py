@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from hub.calibration import check_temperature
 from hub.errors import ModelLoadError
 
 # "A vs B": a contrastive target (why A rather than B) as the CLI and the app spell it.
@@ -21,6 +22,7 @@ VERSUS = " vs "
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+TEMPERATURE_KEY = "temperature"  # config.json: probabilities are softmax(logits / temperature) (hub.calibration)
 # Pickled weights (unpickling runs arbitrary code): never loaded, never published, never an --init.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")  # the usual ones, named in refusals
@@ -51,8 +53,9 @@ def model_files(folder: str | Path) -> list[str]:
 
 
 def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,
-                      data_config: dict[str, Any]) -> Path:
-    """Write weights (safetensors) and timm config.json with label_names and preprocessing to `out`."""
+                      data_config: dict[str, Any], temperature: float | None = None) -> Path:
+    """Write weights (safetensors) and timm config.json with label_names and preprocessing to `out`; with a
+    `temperature` (hub.calibration), config.json carries it beside label_names."""
     from timm.models import save_for_hf
 
     if len(labels) != model.num_classes:
@@ -66,7 +69,12 @@ def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | 
     stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
     if stride != 32:
         model_args["output_stride"] = stride
-    save_for_hf(model, out, model_config={"label_names": list(labels)}, model_args=model_args,
+    model_config: dict[str, Any] = {"label_names": list(labels)}
+    if temperature is not None:
+        # A top-level key, like label_names: timm's loaders ignore it. Never inside pretrained_cfg, which
+        # timm turns into a PretrainedCfg dataclass that refuses unknown fields.
+        model_config[TEMPERATURE_KEY] = check_temperature(temperature)
+    save_for_hf(model, out, model_config=model_config, model_args=model_args,
                 safe_serialization=True, data_config=dict(data_config))
     return out
 
@@ -122,7 +130,19 @@ def check_folder(folder: str | Path) -> dict:
         raise ModelLoadError(f"{folder}: config.json label_names has duplicates {dupes}; each class needs its own name")
     if labels is not None and rows is not None and len(labels) != rows:
         raise ModelLoadError(f"{folder}: config.json has {len(labels)} label_names but the weights have {rows} outputs")
+    try:
+        temperature_of(cfg)
+    except ValueError as exc:
+        raise ModelLoadError(f"{folder}: config.json {exc}; fix or remove the key (`python -m hub calibrate` "
+                             "writes it)") from None
     return cfg
+
+
+def temperature_of(config: dict) -> float:
+    """The temperature of a config.json (1.0, no scaling, when it has none); ValueError when it is not positive."""
+    if TEMPERATURE_KEY not in config:
+        return 1.0
+    return check_temperature(config[TEMPERATURE_KEY], TEMPERATURE_KEY)
 
 
 def load_local(folder: str | Path) -> torch.nn.Module:

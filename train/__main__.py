@@ -98,6 +98,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"linear warmup before the cosine{_d('warmup_epochs')}")
     g.add_argument("--tta", action=argparse.BooleanOptionalAction,
                    help=f"flip test-time augmentation at evaluation{_d('tta')}")
+    g.add_argument("--temperature", metavar="auto|none|T|MODEL",
+                   help="temperature scaling of the published probabilities, softmax(logits / T), into config.json: "
+                        "auto fits T on the validation block (a final fit has none: pass the validated run's model "
+                        "folder, whose fitted T is carried, or a number); none leaves them raw (default: auto)")
     g = p.add_argument_group("expert regions (YOLO .txt boxes, a COCO .json, or mask images; matched by path)")
     g.add_argument("--annotations", metavar="DIR",
                    help="regions of --data images: training grounds the decision in them (train.grounding), "

@@ -68,6 +68,10 @@ class TrainConfig:
     ema_decay: float = 0.0               # timm ModelEmaV3 decay (e.g. 0.999); the EMA weights are evaluated and saved
     warmup_epochs: int = 0               # linear warmup from lr/100 before the cosine schedule
     tta: bool = False                    # evaluate the mean of each image's and its mirror's probabilities
+    # Temperature scaling of the published probabilities (hub.calibration): "auto" fits it on the validation
+    # block (none without one), "none" leaves them raw, a number or a model folder (its fitted temperature)
+    # carries a value chosen on validation into a final fit.
+    temperature: str = "auto"
     # Expert regions (YOLO/COCO boxes, masks: hub.annotations) of --data images: training grounds the decision
     # in them (train.grounding) with weight guide_weight; validation images' regions give validation figures.
     annotations: str | None = None
@@ -139,6 +143,8 @@ class TrainConfig:
         if self.patience < 0:
             yield f"--patience must be 0 (off) or more (got {self.patience})"
         yield from self._annotation_problems()
+        if (problem := self._temperature_problem()) is not None:
+            yield problem
         if self.workers < 0:
             yield f"--workers must not be negative (got {self.workers})"
         if self.optimizer not in OPTIMIZERS:
@@ -172,6 +178,31 @@ class TrainConfig:
             yield "give either --group-pattern or --groups, not both"
         if self.tag is not None and self.push_to is None:
             yield "--tag only makes sense with --push-to REPO_ID"
+
+    @property
+    def temperature_value(self) -> float | None:
+        """--temperature as a number when it is one (None for auto, none and a model folder)."""
+        if self.temperature in ("auto", "none"):
+            return None
+        try:
+            return float(self.temperature)
+        except ValueError:
+            return None
+
+    def _temperature_problem(self) -> str | None:
+        from hub.calibration import check_temperature
+
+        if self.temperature in ("auto", "none"):
+            return None
+        try:
+            float(self.temperature)
+        except ValueError:
+            return None  # a model folder: read (and refused) before --out is touched, in train.run
+        try:
+            check_temperature(self.temperature, "--temperature")
+        except ValueError as exc:
+            return f"{exc}; or pass auto (fit it on the validation block), none, or a validated run's model folder"
+        return None
 
     def _annotation_problems(self):
         if self.output_stride not in (8, 16, 32):

@@ -12,20 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-
-def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, bins: int = 15) -> float:
-    """ECE of the top-1 confidence over equal-width bins (the usual definition, Guo et al. 2017)."""
-    conf, pred = y_prob.max(axis=1), y_prob.argmax(axis=1)
-    correct = (pred == y_true).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    # right-closed bins so a confidence of exactly 1.0 lands in the last one
-    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = idx == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
+from hub.calibration import expected_calibration_error
 
 
 def _one_vs_rest(y_true: np.ndarray, y_prob: np.ndarray, score) -> list:

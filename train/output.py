@@ -49,12 +49,12 @@ def versions() -> dict[str, str]:
 
 
 def write_model_folder(out: Path, model: torch.nn.Module, labels: list[str], data_config: dict, metrics: dict,
-                       preds: dict, history: list[dict], train_config: dict) -> None:
+                       preds: dict, history: list[dict], train_config: dict, temperature: float | None = None) -> None:
     """Write every published file to a staging folder, then move them over the previous ones."""
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        save_model_folder(model, labels, staging, data_config)
+        save_model_folder(model, labels, staging, data_config, temperature)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (staging / "train_config.json").write_text(json.dumps(train_config, indent=2))
         with open(staging / "history.csv", "w", newline="") as f:
@@ -93,6 +93,12 @@ def report(metrics: dict, out: Path) -> str:
         for label, c in m["per_class"].items():
             lines.append(f"  {label:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}  "
                          f"{_f(c['auc']):>6}  {c['support']:7d}")
+    if "calibration" in metrics:
+        from hub.calibration import summary_line
+
+        c = metrics["calibration"]
+        lines.append(f"\ncalibration: temperature {c['temperature']:.3f}, {c['source']}")
+        lines += [f"  {summary_line(name, split)}" for name, split in c["splits"].items()]
     lines += [f"\nmodel folder: {out.resolve()}",
               "use it:",
               f"  python -c \"from hub import from_pretrained; print(from_pretrained('{out}').predict('image.png'))\"",

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from hub.classifier import Classifier
 from hub.device import needs_grad_scaler, pick_device
+from hub.errors import ConfigError
 from hub.images import find_images
 from train import checkpoint, distributed, engine, parent
 from train.config import TrainConfig
@@ -31,7 +32,7 @@ from train.output import ensure_writable, report, versions, write_model_folder
 
 # Options that may change between a run and its --resume (they do not change what is trained).
 RESUMABLE = {"resume", "epochs", "workers", "device", "out", "push_to", "tag", "license", "dataset_id", "amp",
-             "homepage", "tags", "leakage_check"}
+             "homepage", "tags", "leakage_check", "temperature"}
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Run:
     ema: object = None              # timm ModelEmaV3, or None
     parent: Classifier | None = None  # the model --init names, for a retrain
     lineage: dict | None = None     # what train_config.json and the card say about the parent
+    carried_temperature: tuple[float, str] | None = None  # --temperature T|MODEL: (T, where it came from)
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -110,6 +112,7 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     run.parent = parent.load_parent(cfg.init, cfg.arch) if cfg.init_is_model else None
     # Annotations are read (and refused) before --out is touched; the test ones are only used at the end.
     run.regions = read_regions(cfg)
+    run.carried_temperature = carried_temperature(cfg)
     if world.main:
         ensure_writable(run.out)
     if cfg.batch_size % world.size:
@@ -189,6 +192,53 @@ def read_regions(cfg: TrainConfig) -> dict:
         if source:
             regions[key] = read_annotations(source, find_images(root), root, role)
     return regions
+
+
+def carried_temperature(cfg: TrainConfig) -> tuple[float, str] | None:
+    """(T, its source) for --temperature T or MODEL, None for auto and none; refuses a folder without a temperature."""
+    from hub.model import check_folder, temperature_of
+
+    if cfg.temperature in ("auto", "none"):
+        return None
+    if cfg.temperature_value is not None:
+        return cfg.temperature_value, "given (--temperature)"
+    folder = Path(cfg.temperature)
+    if not folder.is_dir():
+        raise ConfigError(f"--temperature {cfg.temperature}: not a number and no such model folder; pass auto, none, "
+                          "a positive number, or the model folder of a run with validation")
+    config = check_folder(folder)
+    if "temperature" not in config:
+        raise ConfigError(f"--temperature {folder}: its config.json has no temperature (it had no validation block, "
+                          "or was trained before calibration); run `python -m hub calibrate "
+                          f"{folder} --data ITS_VALIDATION_IMAGES` first, or pass a number")
+    return temperature_of(config), f"carried from {folder} (fitted on its validation block)"
+
+
+def calibrate(run: Run, preds: dict) -> tuple[dict, dict | None]:
+    """(predictions as published, the calibration record) under the run's temperature (hub.calibration).
+
+    auto fits T on the validation predictions (their log-probabilities, which with flip TTA is the mirrored
+    mean); the record keeps each split's figures before and after, so the card can say what T bought."""
+    from hub.calibration import compare, fit_temperature, log_probs, scale
+
+    if run.carried_temperature is not None:
+        t, source = run.carried_temperature
+    elif run.cfg.temperature == "auto" and "validation" in preds:
+        y, p = preds["validation"]
+        try:
+            t, source = fit_temperature(log_probs(p), y), "fitted on the validation block (log loss)"
+        except ValueError as exc:  # too few images, or none wrong: the probabilities stay as the model gives them
+            run.log(f"note: the probabilities are not calibrated: {exc}")
+            return preds, None
+    else:
+        if run.cfg.temperature == "auto":
+            run.log("note: no validation block to fit a temperature on, so the probabilities are not calibrated; "
+                    "pass --temperature with the model folder of this recipe's run with validation")
+        return preds, None
+    record = {"temperature": t, "source": source, "applied_by": "training",
+              "fitted_on": "validation" if run.carried_temperature is None else None,
+              "splits": {name: compare(y, p, t) for name, (y, p) in preds.items()}}
+    return {name: (y, scale(log_probs(p), t)) for name, (y, p) in preds.items()}, record
 
 
 def localisation(run: Run) -> dict:
@@ -324,7 +374,8 @@ def finish(run: Run, state: State) -> Path:
     run.net.load_state_dict(checkpoint.load_best(run.out))
     run.ema = None  # the best weights (EMA ones, when --ema-decay is set) are now in the model itself
     labels = list(run.splits.classes)
-    preds = {name: _predict(run, name) for name in ("validation", "test") if name in run.loaders}
+    preds, calibration = calibrate(run, {name: _predict(run, name) for name in ("validation", "test")
+                                         if name in run.loaders})
     metrics = {name: evaluate(*pred, labels) for name, pred in preds.items()}
     for name, split in (("validation", run.splits.val), ("test", run.splits.test)):
         if name in metrics:  # slices of one patient are not independent: resample whole groups when known
@@ -332,10 +383,15 @@ def finish(run: Run, state: State) -> Path:
                 else None
             metrics[name]["intervals"] = bootstrap_intervals(*preds[name], seed=run.cfg.seed, groups=groups)
     if "parent_test" in run.loaders:  # the parent on the same test data, for the card's side-by-side table
+        from hub.calibration import log_probs, scale
+
         y, p = _predict(run, "parent_test", run.parent.model.to(run.device))
+        p = scale(log_probs(p), run.parent.temperature)  # the parent's probabilities as it publishes them
         p = p[:, parent.comparable(run.parent, labels)]
         metrics["parent_test"] = {**evaluate(y, p, labels), "intervals": bootstrap_intervals(y, p, seed=run.cfg.seed)}
     metrics["split"] = run.splits.info
+    if calibration is not None:
+        metrics["calibration"] = calibration
     if run.world.main and run.regions:
         metrics["localisation"] = localisation(run)
     if run.leakage is not None:
@@ -354,7 +410,8 @@ def finish(run: Run, state: State) -> Path:
             train_config["parent"] = run.lineage
         # safetensors stores contiguous tensors only: channels_last (--amp) weights go back to NCHW first.
         net = run.net.cpu().to(memory_format=torch.contiguous_format)
-        write_model_folder(run.out, net, labels, run.data_config, metrics, preds, history, train_config)
+        write_model_folder(run.out, net, labels, run.data_config, metrics, preds, history, train_config,
+                           temperature=calibration["temperature"] if calibration else None)
         run.log(report(metrics, run.out))
     distributed.barrier(run.world)
     return run.out

@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hub.calibration import check_temperature
 from hub.explain.cam import (
     SCORECAM_FILL,
     BaseCAM,
@@ -72,7 +73,7 @@ class Explanation:
     image: Image.Image = field(repr=False)
     target: int
     label: str
-    probability: float           # softmax probability of `target` on the unmasked image
+    probability: float           # probability of `target` on the unmasked image: softmax(logits / temperature)
     faithfulness: Optional[Figures]  # hub.explain.faithfulness.measure; None if switched off
     seconds: float
     method: str                  # "scorecam" or "gradcam"
@@ -188,15 +189,18 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam", targe
             labels: Optional[list[str]] = None, device: Union[str, torch.device, None] = None, *, layer=None,
             batch_size: Optional[int] = None, dtype: Union[str, torch.dtype, None] = "auto",
             seed: int = 0, faithfulness: bool = True, steps: int = STEPS,
-            imputation: str = IMPUTATION, scorecam_fill: str = SCORECAM_FILL) -> Explanation:
+            imputation: str = IMPUTATION, scorecam_fill: str = SCORECAM_FILL,
+            temperature: float = 1.0) -> Explanation:
     """Explain `model`'s decision for `image` (class `target`, default the predicted one; (A, B): A rather than B).
 
-    `scorecam_fill`: what Score-CAM's masks remove becomes; `imputation`: what the faithfulness curves remove."""
+    `scorecam_fill`: what Score-CAM's masks remove becomes; `imputation`: what the faithfulness curves remove;
+    `temperature`: the model's calibration (hub.calibration), which scales the reported probabilities only."""
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     steps, imputation = check_steps(steps), check_imputation(imputation)  # refused before any pass
     check_fill(scorecam_fill)
+    temperature = check_temperature(temperature)
     model.eval()  # a model in training mode would update its BatchNorm statistics on every pass
     img = load_image(image)
     labels = list(labels) if labels is not None else labels_of(model)
@@ -210,7 +214,7 @@ def explain(model: nn.Module, image: ImageInput, method: str = "scorecam", targe
     with cam.split.session():  # a lock on the hook path only; the curves' plain passes need none
         result = cam(x, index, rival)
     model_map = to_pixels(result.cam, model_size, model_size, patches)
-    probs = torch.softmax(result.logits, dim=-1).numpy()
+    probs = torch.softmax(result.logits / temperature, dim=-1).numpy()
     heatmap = to_pixels(result.cam, (img.height, img.width), model_size, patches).numpy()
     name = lambda i: labels[i] if i < len(labels) else str(i)  # noqa: E731
     e = Explanation(heatmap, img, result.target, name(result.target), float(probs[result.target]), None,
