@@ -106,13 +106,18 @@ def fit_temperature(scores: np.ndarray, y_true: np.ndarray) -> float:
 
 def figures(y_true: np.ndarray, y_prob: np.ndarray) -> dict:
     """What a temperature changes, for one split's probabilities: ECE, log loss, the mean probability of the true
-    class, and accuracy (which a temperature never changes: a check that it did not)."""
+    class, the macro one-vs-rest AUC (it can move a little), and accuracy (which a temperature never changes)."""
+    from sklearn.metrics import roc_auc_score  # training's and the CLI's dependency, not the Space's
+
     y_true, y_prob = np.asarray(y_true, dtype=np.int64), np.asarray(y_prob, dtype=np.float64)
     true_p = y_prob[np.arange(len(y_true)), y_true]
+    aucs = [roc_auc_score(y_true == k, y_prob[:, k]) for k in range(y_prob.shape[1]) if 0 < (y_true == k).sum() <
+            len(y_true)]
     return {"ece": expected_calibration_error(y_true, y_prob),
             "log_loss": float(-np.log(np.clip(true_p, 1e-12, None)).mean()),
             "mean_p_true": float(true_p.mean()),
-            "accuracy": float((y_prob.argmax(axis=1) == y_true).mean())}
+            "accuracy": float((y_prob.argmax(axis=1) == y_true).mean()),
+            "auc_macro": float(np.mean(aucs)) if aucs else None}
 
 
 def compare(y_true: np.ndarray, raw_prob: np.ndarray, temperature: float) -> dict:
@@ -126,4 +131,5 @@ def summary_line(name: str, split: dict) -> str:
     b, a = split["before"], split["after"]
     return (f"{name} ({split['n']} images): ECE {b['ece']:.3f} -> {a['ece']:.3f}, log loss {b['log_loss']:.3f} -> "
             f"{a['log_loss']:.3f}, mean probability of the true class {b['mean_p_true']:.3f} -> "
-            f"{a['mean_p_true']:.3f} at accuracy {a['accuracy']:.3f}")
+            f"{a['mean_p_true']:.3f} at accuracy {a['accuracy']:.3f}"
+            + (f", macro AUC {b['auc_macro']:.4f} -> {a['auc_macro']:.4f}" if a.get("auc_macro") is not None else ""))

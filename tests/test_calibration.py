@@ -51,6 +51,7 @@ def test_a_planted_temperature_is_recovered_and_removes_the_miscalibration(plant
     assert t == pytest.approx(planted, rel=0.08)
     record = compare(y, scale(shown, 1.0), t)
     assert record["after"]["accuracy"] == record["before"]["accuracy"]
+    assert record["after"]["auc_macro"] == pytest.approx(record["before"]["auc_macro"], abs=0.01)
     assert record["after"]["ece"] < 0.03
     assert record["after"]["log_loss"] <= record["before"]["log_loss"] + 1e-9
     if planted != 1.0:
