@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from hub import from_pretrained
+from hub.__main__ import main as hub_main
 from hub.calibration import (
     MIN_IMAGES,
     check_temperature,
@@ -25,6 +24,7 @@ from hub.calibration import (
 )
 from hub.errors import ModelLoadError
 from hub.publish import push
+from train.__main__ import main as train_main
 from train.config import build_config
 from train.run import fit
 from train.synthetic import make_dataset
@@ -101,11 +101,16 @@ def _copy(folder: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(folder, tmp_path / folder.name, ignore=shutil.ignore_patterns("checkpoints")))
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=300)
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`python -m hub ARGS` in this process (its main() is the whole command line): exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = hub_main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_calibrate_writes_the_fitted_temperature_that_every_loader_then_applies(tiny_models, held_out, tmp_path):
+def test_calibrate_writes_the_fitted_temperature_that_every_loader_then_applies(tiny_models, held_out, tmp_path,
+                                                                               capsys):
     """`python -m hub calibrate`: T into config.json, the record into metrics.json and the card; from_pretrained
     scales its probabilities and the explanation's by it, leaves the heatmap alone; timm still loads the folder."""
     folder = _copy(tiny_models[0], tmp_path)
@@ -113,14 +118,14 @@ def test_calibrate_writes_the_fitted_temperature_that_every_loader_then_applies(
     raw = from_pretrained(folder, device="cpu")
     assert raw.temperature == 1.0
     before_map = raw.explain(image, method="gradcam", faithfulness=False).heatmap
-    done = _cli("calibrate", str(folder), "--data", str(held_out), "--split-name", "check")
-    assert done.returncode == 0, done.stderr
+    code, out, err = _cli(capsys, "calibrate", str(folder), "--data", str(held_out), "--split-name", "check")
+    assert code == 0, err
     t = json.loads((folder / "config.json").read_text())["temperature"]
     record = json.loads((folder / "metrics.json").read_text())["calibration"]
     assert record["temperature"] == t and record["fitted_on"] == "check" and record["splits"]["check"]["n"] == 60
     split = record["splits"]["check"]
     assert split["after"]["log_loss"] <= split["before"]["log_loss"] + 1e-9  # T = 1 was a candidate
-    assert f"temperature {t:.4f}" in done.stdout and "ECE" in done.stdout
+    assert f"temperature {t:.4f}" in out and "ECE" in out and "macro AUC" in out
     card = ModelCard.load(folder / "README.md").text
     assert "### Calibration" in card and f"T = {t:.3f}" in card and "Results above are of the raw" in card
     assert f".div({t})" in card  # the timm snippet divides the logits by it
@@ -137,7 +142,7 @@ def test_calibrate_writes_the_fitted_temperature_that_every_loader_then_applies(
     assert model.pretrained_cfg["label_names"] == clf.labels  # the extra top-level key does not upset timm
 
 
-def test_calibrate_refusals_write_nothing(tiny_models, held_out, tmp_path):
+def test_calibrate_refusals_write_nothing(tiny_models, held_out, tmp_path, capsys):
     folder = _copy(tiny_models[0], tmp_path)
     before = {name: (folder / name).read_bytes() for name in ("config.json", "metrics.json", "README.md")}
     few = make_dataset(tmp_path / "few", classes=3, per_class=5, size=64, seed=3)
@@ -148,9 +153,9 @@ def test_calibrate_refusals_write_nothing(tiny_models, held_out, tmp_path):
         (("--data", str(held_out), "--temperature", str(tiny_models[1])), "has no temperature; calibrate"),
     ]
     for args, message in cases:
-        done = _cli("calibrate", str(folder), *args)
-        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
-        assert done.stderr.count("error:") == 1 and done.stderr.splitlines()[-1].startswith("error: ")
+        code, _, err = _cli(capsys, "calibrate", str(folder), *args)
+        assert code == 2 and message in err and "Traceback" not in err, err
+        assert err.count("error:") == 1 and err.splitlines()[-1].startswith("error: ")
     assert {name: (folder / name).read_bytes() for name in before} == before
 
 
@@ -192,9 +197,6 @@ def test_training_fits_on_validation_then_a_final_fit_carries_it(tmp_path):
     card = ModelCard.load(final / "README.md").text
     assert "### Calibration" in card and "optimistic" not in card and "Results above are of the raw" not in card
 
-    given = fit(build_config("her2", data=str(data), out=str(tmp_path / "given"), epochs=1, val_split=0.0,
-                             test_data=str(test), temperature="0.5", **FAST), log=lambda s: None, progress=False)
-    assert json.loads((given / "config.json").read_text())["temperature"] == 0.5
 
 
 def test_a_final_fit_without_a_temperature_says_it_is_not_calibrated(tmp_path):
@@ -211,19 +213,34 @@ def test_a_final_fit_without_a_temperature_says_it_is_not_calibrated(tmp_path):
 @pytest.mark.parametrize("value, message", [("0", "--temperature must be a positive number"),
                                             ("-1", "--temperature must be a positive number"),
                                             ("no/such/folder", "not a number and no such model folder")])
-def test_train_refuses_a_bad_temperature_before_writing(tmp_path, value, message):
+def test_train_refuses_a_bad_temperature_before_writing(tmp_path, capsys, value, message):
     data = make_dataset(tmp_path / "train", classes=2, per_class=3, size=48, seed=2)
-    done = subprocess.run([sys.executable, "-m", "train", "--data", str(data), "--out", str(tmp_path / "m"),
-                           "--no-pretrained", "--temperature", value], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    argv = ["--data", str(data), "--out", str(tmp_path / "m"), "--no-pretrained", "--temperature", value]
+    try:
+        code = train_main(argv)
+    except SystemExit as exc:  # argparse's error(): a bad option is refused with usage and exit code 2
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "m").exists()
 
 
-def test_a_pushed_temperature_loads_back_from_the_hub(hub_server, hub_token, repo_id, tiny_models, held_out, tmp_path):
+def test_a_pushed_temperature_loads_back_from_the_hub(hub_server, hub_token, repo_id, tiny_models, held_out, tmp_path,
+                                                      capsys):
     folder = _copy(tiny_models[0], tmp_path)
-    assert _cli("calibrate", str(folder), "--data", str(held_out), "--temperature", "0.25").returncode == 0
+    assert _cli(capsys, "calibrate", str(folder), "--data", str(held_out), "--temperature", "0.25")[0] == 0
     push(folder, repo_id, tag="auto")
     clf = from_pretrained(f"{repo_id}@v1", device="cpu")
     assert clf.temperature == 0.25
     model = timm.create_model(f"hf-hub:{repo_id}@v1", pretrained=True).eval()
     assert model.pretrained_cfg["label_names"] == clf.labels
+
+
+def test_a_number_is_carried_as_given_and_auto_or_none_carry_nothing(tmp_path):
+    from train.run import carried_temperature
+
+    def cfg(value):
+        return build_config("her2", data=str(tmp_path), out=str(tmp_path / "m"), temperature=value, **FAST)
+
+    assert carried_temperature(cfg("0.5")) == (0.5, "given (--temperature)")
+    assert carried_temperature(cfg("auto")) is None and carried_temperature(cfg("none")) is None
