@@ -212,7 +212,7 @@ def test_a_final_fit_without_a_temperature_says_it_is_not_calibrated(tmp_path):
 
 @pytest.mark.parametrize("value, message", [("0", "--temperature must be a positive number"),
                                             ("-1", "--temperature must be a positive number"),
-                                            ("no/such/folder", "not a number and no such model folder")])
+                                            ("no/such/folder", "not a positive number and no such model folder")])
 def test_train_refuses_a_bad_temperature_before_writing(tmp_path, capsys, value, message):
     data = make_dataset(tmp_path / "train", classes=2, per_class=3, size=48, seed=2)
     argv = ["--data", str(data), "--out", str(tmp_path / "m"), "--no-pretrained", "--temperature", value]

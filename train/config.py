@@ -179,16 +179,6 @@ class TrainConfig:
         if self.tag is not None and self.push_to is None:
             yield "--tag only makes sense with --push-to REPO_ID"
 
-    @property
-    def temperature_value(self) -> float | None:
-        """--temperature as a number when it is one (None for auto, none and a model folder)."""
-        if self.temperature in ("auto", "none"):
-            return None
-        try:
-            return float(self.temperature)
-        except ValueError:
-            return None
-
     def _temperature_problem(self) -> str | None:
         from hub.calibration import check_temperature
 

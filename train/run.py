@@ -196,22 +196,14 @@ def read_regions(cfg: TrainConfig) -> dict:
 
 def carried_temperature(cfg: TrainConfig) -> tuple[float, str] | None:
     """(T, its source) for --temperature T or MODEL, None for auto and none; refuses a folder without a temperature."""
-    from hub.model import check_folder, temperature_of
+    from hub.calibrate import resolve_temperature
 
     if cfg.temperature in ("auto", "none"):
         return None
-    if cfg.temperature_value is not None:
-        return cfg.temperature_value, "given (--temperature)"
-    folder = Path(cfg.temperature)
-    if not folder.is_dir():
-        raise ConfigError(f"--temperature {cfg.temperature}: not a number and no such model folder; pass auto, none, "
-                          "a positive number, or the model folder of a run with validation")
-    config = check_folder(folder)
-    if "temperature" not in config:
-        raise ConfigError(f"--temperature {folder}: its config.json has no temperature (it had no validation block, "
-                          "or was trained before calibration); run `python -m hub calibrate "
-                          f"{folder} --data ITS_VALIDATION_IMAGES` first, or pass a number")
-    return temperature_of(config), f"carried from {folder} (fitted on its validation block)"
+    try:
+        return resolve_temperature(cfg.temperature)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def calibrate(run: Run, preds: dict) -> tuple[dict, dict | None]:
