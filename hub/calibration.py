@@ -63,19 +63,21 @@ def log_probs(y_prob: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(y_prob, dtype=np.float64), 1e-12, None))
 
 
+def log_softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """log softmax(scores / T) by row, shifted by each row's maximum so no exp overflows."""
+    z = np.asarray(scores, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
 def scale(scores: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(scores / T) by row: `scores` are logits or log-probabilities (shifting a row changes nothing)."""
-    z = np.asarray(scores, dtype=np.float64) / check_temperature(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return np.exp(log_softmax(scores, check_temperature(temperature)))
 
 
 def nll(scores: np.ndarray, y_true: np.ndarray, temperature: float) -> float:
     """Mean negative log-likelihood of the true classes under softmax(scores / T)."""
-    z = np.asarray(scores, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    log_p = log_softmax(scores, temperature)
     return float(-log_p[np.arange(len(y_true)), np.asarray(y_true)].mean())
 
 
