@@ -105,19 +105,5 @@ def repo_id() -> str:
     return f"testorg/model-{uuid.uuid4().hex[:8]}"
 
 
-# Fixtures that train a model (about 70 s and 110 s on one core). Under `make test` (`-n 2 --dist loadgroup`)
-# each one's tests run on one worker, so it is trained once: with plain `--dist load` both workers trained the
-# synthetic ResNet50 (two 73 s setups in one suite's --durations).
-TRAINING_FIXTURES = ("trained_synthetic", "shortcut_runs")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        for name in TRAINING_FIXTURES:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(name))
-
-
 # Fixture modules shared by several test files, loaded after the HF environment is set up above.
-pytest_plugins = ["train_fixtures", "app_fixtures"]
+pytest_plugins = ["train_fixtures", "app_fixtures", "xdist_groups"]
