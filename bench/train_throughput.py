@@ -11,6 +11,11 @@ A second figure times our full input pipeline (PNG decode + transforms through D
 
 --compare-precision times our training step in fp32 against --amp (bf16 autocast + channels_last,
 on GPUs and on CPUs with native bf16), interleaved the same way, and prints the speed ratio.
+
+--compare-inputs times one training sample of each input path on one thread, as a DataLoader worker makes it:
+the plain recipe transform (the baseline), --annotations (the region rides along), --context-swap 1 and
+--counterfactual 1 (every sample swapped or hidden), on synthetic slices of --source-size px with their boxes:
+    python -m bench.train_throughput --compare-inputs --source-size 512 --img-size 224
 """
 from __future__ import annotations
 
@@ -61,9 +66,14 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast + channels_last (GPU, bf16-native CPU)")
     p.add_argument("--compare-precision", action="store_true", help="fp32 vs --amp instead of engine vs bare")
+    p.add_argument("--compare-inputs", action="store_true",
+                   help="ms per training sample of each input path (plain, annotated, swapped, hidden)")
+    p.add_argument("--source-size", type=int, default=512, help="--compare-inputs: the synthetic slices' size")
     a = p.parse_args(argv)
     if a.compare_precision:
         return compare_precision(a)
+    if a.compare_inputs:
+        return compare_inputs(a)
     import timm
 
     device = pick_device(a.device)
@@ -146,6 +156,47 @@ def compare_precision(a) -> None:
     print(f"device {device}  resnet50 @ {a.img_size}px  batch {a.batch_size}  {a.steps} steps x {a.rounds} rounds")
     print(f"fp32: {fp32:.1f} images/s   --amp ({autocast_dtype(device)}, channels_last): {amp:.1f} images/s")
     print(f"ratio amp / fp32 = {amp / fp32:.3f}")
+
+
+def compare_inputs(a) -> None:
+    """Milliseconds per training sample of each input path, one thread, A/B/C/D interleaved over the rounds."""
+    from hub.annotations import read_annotations
+    from train.data import ImageDataset, Split, train_transform
+    from train.grounding import GroundedDataset, joint_transform
+    from train.synthetic import make_dataset
+
+    torch.set_num_threads(1)                  # what a DataLoader worker runs with
+    cfg = {"input_size": (3, a.img_size, a.img_size), "interpolation": "bicubic", "mean": (0.5,) * 3,
+           "std": (0.5,) * 3}
+    # the mri recipe's augmentations: flip, rotation 10, crop 0.6-1
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_dataset(Path(tmp) / "d", classes=3, per_class=20, size=a.source_size, seed=0)
+        paths = find_images(root)
+        split = Split(tuple(paths), tuple(i % 3 for i in range(len(paths))))
+        regions = read_annotations(root, paths, root)
+        paths_of = {
+            "plain (baseline)": ImageDataset(split, train_transform(cfg, True, 10.0, 0.0, 0.6)),
+            "--annotations": GroundedDataset(split, regions, joint_transform(cfg, True, 10.0, 0.0, 0.6)),
+            "--context-swap 1": GroundedDataset(split, regions, joint_transform(cfg, True, 10.0, 0.0, 0.6),
+                                                context_swap=1.0),
+            "--counterfactual 1": GroundedDataset(split, regions, joint_transform(cfg, True, 10.0, 0.0, 0.6),
+                                                  counterfactual=1.0),
+        }
+        times: dict[str, list[float]] = {k: [] for k in paths_of}
+        order = random.Random(0)
+        for _ in range(a.rounds):
+            for name in sorted(paths_of, key=lambda _: order.random()):
+                ds = paths_of[name]
+                t0 = time.perf_counter()
+                for i in range(len(ds)):
+                    ds[i]
+                times[name].append((time.perf_counter() - t0) / len(ds) * 1000)
+    base = statistics.median(times["plain (baseline)"])
+    print(f"one thread; synthetic {a.source_size} px slices -> {a.img_size} px; "
+          f"{len(paths)} samples x {a.rounds} rounds")
+    print(f"{'input path':<24}{'ms/sample':>10}{'ratio':>8}")
+    for name, ts in times.items():
+        print(f"{name:<24}{statistics.median(ts):>10.1f}{statistics.median(ts) / base:>8.2f}")
 
 
 if __name__ == "__main__":
