@@ -12,6 +12,10 @@ A second figure times our full input pipeline (PNG decode + transforms through D
 --compare-precision times our training step in fp32 against --amp (bf16 autocast + channels_last,
 on GPUs and on CPUs with native bf16), interleaved the same way, and prints the speed ratio.
 
+--compare-compile times our training step with the model eager (the baseline) and torch.compile'd (inductor), same
+init, data and --amp, interleaved the same way; the compilation's own time is printed apart:
+    python -m bench.train_throughput --compare-compile --amp --img-size 224 --batch-size 32 --output-stride 16
+
 --compare-inputs times one training sample of each input path on one thread, as a DataLoader worker makes it:
 the plain recipe transform (the baseline), --annotations (the region rides along), --context-swap 1 and
 --counterfactual 1 (every sample swapped or hidden), on synthetic slices of --source-size px with their boxes:
@@ -66,6 +70,9 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast + channels_last (GPU, bf16-native CPU)")
     p.add_argument("--compare-precision", action="store_true", help="fp32 vs --amp instead of engine vs bare")
+    p.add_argument("--compare-compile", action="store_true", help="eager vs torch.compile, same step")
+    p.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
+                   help="--compare-compile: the last stage's stride (16: the guided MRI recipe's)")
     p.add_argument("--compare-inputs", action="store_true",
                    help="ms per training sample of each input path (plain, annotated, swapped, hidden)")
     p.add_argument("--source-size", type=int, default=512, help="--compare-inputs: the synthetic slices' size")
@@ -74,6 +81,8 @@ def main(argv=None) -> None:
         return compare_precision(a)
     if a.compare_inputs:
         return compare_inputs(a)
+    if a.compare_compile:
+        return compare_compile(a)
     import timm
 
     device = pick_device(a.device)
@@ -156,6 +165,36 @@ def compare_precision(a) -> None:
     print(f"device {device}  resnet50 @ {a.img_size}px  batch {a.batch_size}  {a.steps} steps x {a.rounds} rounds")
     print(f"fp32: {fp32:.1f} images/s   --amp ({autocast_dtype(device)}, channels_last): {amp:.1f} images/s")
     print(f"ratio amp / fp32 = {amp / fp32:.3f}")
+
+
+def compare_compile(a) -> None:
+    """Images/s of train_one_epoch with the model eager and torch.compile'd, same init and data, A/B interleaved."""
+    import timm
+
+    device = pick_device(a.device)
+    n = a.batch_size * a.steps
+    data = TensorDataset(torch.randn(n, 3, a.img_size, a.img_size), torch.randint(0, 3, (n,)))
+    loader = DataLoader(data, batch_size=a.batch_size, shuffle=True)
+    runs, first = {}, {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = timm.create_model("resnet50", num_classes=3, output_stride=a.output_stride).to(
+            device, memory_format=engine.memory_format(device, a.amp))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        net = torch.compile(model) if compiled else model
+        runs[compiled] = (lambda m=net, o=optimizer:
+                          engine.train_one_epoch(m, loader, torch.nn.CrossEntropyLoss(), o, device, a.amp, show=False))
+        first[compiled] = timed(runs[compiled], device)   # warm-up; compiled: tracing and code generation too
+    times, order = {False: [], True: []}, random.Random(0)
+    for _ in range(a.rounds):
+        for compiled in sorted(runs, key=lambda _: order.random()):
+            times[compiled].append(timed(runs[compiled], device))
+    eager, compiled = (n / statistics.median(times[k]) for k in (False, True))
+    print(f"device {device}  amp {a.amp}  resnet50 @ {a.img_size}px  output stride {a.output_stride}  "
+          f"batch {a.batch_size}  {a.steps} steps x {a.rounds} rounds  torch threads {torch.get_num_threads()}")
+    print(f"eager (baseline): {eager:.1f} images/s   torch.compile: {compiled:.1f} images/s   "
+          f"compilation: {first[True] - first[False]:.0f} s beyond an eager first epoch")
+    print(f"ratio compiled / eager = {compiled / eager:.3f}")
 
 
 def compare_inputs(a) -> None:
