@@ -119,7 +119,7 @@ def blur_fill(img: Image.Image, hole: np.ndarray) -> Image.Image:
 
 def _exact_grid(h: int, w: int, factor: int) -> bool:
     """True when the blur grid tiles the image exactly and `factor` is a power of two: upsampling a window of the
-    grid then lands on the very sampling positions (and float values) of upsampling the whole grid."""
+    grid then samples the very positions that upsampling the whole grid samples."""
     return h % factor == 0 and w % factor == 0 and factor & (factor - 1) == 0
 
 
@@ -229,7 +229,7 @@ def paste_region(img: Image.Image, context: Image.Image, keep: np.ndarray, feath
     soft = blur(torch.from_numpy(part).float()[None, None], sigma)[0, 0].numpy()
     alpha = np.maximum(np.clip(2 * soft, 0, 1), part)[..., None]   # 1 on keep (its edge included), then a ramp
     out = np.array(context, dtype=np.uint8)
-    mixed = alpha * np.asarray(img, np.float32)[rows, cols] + (1 - alpha) * out[rows, cols].astype(np.float32)
+    mixed = alpha * np.asarray(img)[rows, cols].astype(np.float32) + (1 - alpha) * out[rows, cols].astype(np.float32)
     out[rows, cols] = (mixed + 0.5).clip(0, 255).astype(np.uint8)
     return Image.fromarray(out)
 
