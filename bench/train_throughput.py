@@ -61,6 +61,16 @@ def timed(fn, device) -> float:
     return time.perf_counter() - t0
 
 
+def interleaved(runs: dict, rounds: int, device) -> dict:
+    """Seconds of each run per round, in an order drawn per round, so that a machine warming up or slowing down over
+    a round favours none of them: {key: [seconds, ...]}."""
+    times, order = {k: [] for k in runs}, random.Random(0)
+    for _ in range(rounds):
+        for key in sorted(runs, key=lambda _: order.random()):
+            times[key].append(timed(runs[key], device))
+    return times
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.train_throughput", description=__doc__.splitlines()[0])
     p.add_argument("--img-size", type=int, default=64)
@@ -157,10 +167,7 @@ def compare_precision(a) -> None:
         runs[amp] = (lambda m=model, o=optimizer, amp=amp:
                      engine.train_one_epoch(m, loader, torch.nn.CrossEntropyLoss(), o, device, amp, show=False))
         runs[amp]()  # warm-up: oneDNN/cuDNN pick their kernels on the first pass
-    times, order = {False: [], True: []}, random.Random(0)
-    for _ in range(a.rounds):
-        for amp in sorted(runs, key=lambda _: order.random()):
-            times[amp].append(timed(runs[amp], device))
+    times = interleaved(runs, a.rounds, device)
     fp32, amp = (n / statistics.median(times[k]) for k in (False, True))
     print(f"device {device}  resnet50 @ {a.img_size}px  batch {a.batch_size}  {a.steps} steps x {a.rounds} rounds")
     print(f"fp32: {fp32:.1f} images/s   --amp ({autocast_dtype(device)}, channels_last): {amp:.1f} images/s")
@@ -185,10 +192,7 @@ def compare_compile(a) -> None:
         runs[compiled] = (lambda m=net, o=optimizer:
                           engine.train_one_epoch(m, loader, torch.nn.CrossEntropyLoss(), o, device, a.amp, show=False))
         first[compiled] = timed(runs[compiled], device)   # warm-up; compiled: tracing and code generation too
-    times, order = {False: [], True: []}, random.Random(0)
-    for _ in range(a.rounds):
-        for compiled in sorted(runs, key=lambda _: order.random()):
-            times[compiled].append(timed(runs[compiled], device))
+    times = interleaved(runs, a.rounds, device)
     eager, compiled = (n / statistics.median(times[k]) for k in (False, True))
     print(f"device {device}  amp {a.amp}  resnet50 @ {a.img_size}px  output stride {a.output_stride}  "
           f"batch {a.batch_size}  {a.steps} steps x {a.rounds} rounds  torch threads {torch.get_num_threads()}")
@@ -200,6 +204,7 @@ def compare_compile(a) -> None:
 def compare_inputs(a) -> None:
     """Milliseconds per training sample of each input path, one thread, A/B/C/D interleaved over the rounds."""
     from hub.annotations import read_annotations
+    from train.config import RECIPES
     from train.data import ImageDataset, Split, train_transform
     from train.grounding import GroundedDataset, joint_transform
     from train.synthetic import make_dataset
@@ -207,29 +212,23 @@ def compare_inputs(a) -> None:
     torch.set_num_threads(1)                  # what a DataLoader worker runs with
     cfg = {"input_size": (3, a.img_size, a.img_size), "interpolation": "bicubic", "mean": (0.5,) * 3,
            "std": (0.5,) * 3}
-    # the mri recipe's augmentations: flip, rotation 10, crop 0.6-1
+    mri = RECIPES["mri"]                      # the recipe the grounded options are used with
+    augment = (mri["hflip"], mri["rotation"], mri["color_jitter"], mri["scale_min"])
+    joint = joint_transform(cfg, *augment)
     with tempfile.TemporaryDirectory() as tmp:
         root = make_dataset(Path(tmp) / "d", classes=3, per_class=20, size=a.source_size, seed=0)
         paths = find_images(root)
         split = Split(tuple(paths), tuple(i % 3 for i in range(len(paths))))
         regions = read_annotations(root, paths, root)
         paths_of = {
-            "plain (baseline)": ImageDataset(split, train_transform(cfg, True, 10.0, 0.0, 0.6)),
-            "--annotations": GroundedDataset(split, regions, joint_transform(cfg, True, 10.0, 0.0, 0.6)),
-            "--context-swap 1": GroundedDataset(split, regions, joint_transform(cfg, True, 10.0, 0.0, 0.6),
-                                                context_swap=1.0),
-            "--counterfactual 1": GroundedDataset(split, regions, joint_transform(cfg, True, 10.0, 0.0, 0.6),
-                                                  counterfactual=1.0),
+            "plain (baseline)": ImageDataset(split, train_transform(cfg, *augment)),
+            "--annotations": GroundedDataset(split, regions, joint),
+            "--context-swap 1": GroundedDataset(split, regions, joint, context_swap=1.0),
+            "--counterfactual 1": GroundedDataset(split, regions, joint, counterfactual=1.0),
         }
-        times: dict[str, list[float]] = {k: [] for k in paths_of}
-        order = random.Random(0)
-        for _ in range(a.rounds):
-            for name in sorted(paths_of, key=lambda _: order.random()):
-                ds = paths_of[name]
-                t0 = time.perf_counter()
-                for i in range(len(ds)):
-                    ds[i]
-                times[name].append((time.perf_counter() - t0) / len(ds) * 1000)
+        every = {name: (lambda ds=ds: [ds[i] for i in range(len(ds))]) for name, ds in paths_of.items()}
+        seconds = interleaved(every, a.rounds, torch.device("cpu"))
+    times = {name: [t / len(split) * 1000 for t in ts] for name, ts in seconds.items()}
     base = statistics.median(times["plain (baseline)"])
     print(f"one thread; synthetic {a.source_size} px slices -> {a.img_size} px; "
           f"{len(paths)} samples x {a.rounds} rounds")

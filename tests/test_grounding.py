@@ -235,7 +235,6 @@ def test_paste_region_has_no_hard_edge_and_keeps_the_region_exactly():
     assert (np.diff(ramp) <= 0).all() and 0 < ramp[3] < 200 and np.abs(np.diff(ramp)).max() < 120
 
 
-
 def test_the_input_bench_times_each_training_input_path(capsys):
     from bench.train_throughput import main
 
