@@ -6,6 +6,7 @@ atomic, that revisions resolve to the right content, that errors map to the clie
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -41,6 +42,17 @@ def write_files(folder: Path, files: dict[str, bytes | str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
     return folder
+
+
+def png_bytes() -> bytes:
+    """A small real PNG (its signature and IHDR length put NUL bytes in its first 16)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def requests_since(server: HubServer, start: int, method: str, path_part: str) -> list:
@@ -113,11 +125,12 @@ def test_create_repo_conflict_exist_ok_and_read_token(api: HfApi, repo_id: str, 
 def test_upload_folder_is_one_commit_and_large_files_go_through_lfs(
     api: HfApi, created_repo: str, hub_server: HubServer, tmp_path: Path
 ) -> None:
-    """*.safetensors (by .gitattributes) and >10 MiB files go through LFS: batch, unauthenticated PUT, verify."""
+    """*.safetensors (by .gitattributes), >10 MiB files and binary files (a small PNG, told by the preupload's
+    sample) go through LFS: batch, unauthenticated PUT, verify."""
     weights, big = os.urandom(4096), b"0123456789abcdef" * (700 * 1024)  # ~11 MiB
     folder = write_files(tmp_path / "export", {
         "README.md": VALID_README, "config.json": '{"num_classes": 3}', "model.safetensors": weights,
-        "logs/big.txt": big, "logs/small.txt": "hello",
+        "logs/big.txt": big, "logs/small.txt": "hello", "plots/roc.png": png_bytes(),
     })
     start = len(hub_server.requests)
     info = api.upload_folder(repo_id=created_repo, folder_path=folder, commit_message="Add export")
@@ -131,13 +144,14 @@ def test_upload_folder_is_one_commit_and_large_files_go_through_lfs(
     files = {f.path: f for f in api.list_repo_tree(created_repo, recursive=True) if isinstance(f, RepoFile)}
     assert files["model.safetensors"].lfs.sha256 == hashlib.sha256(weights).hexdigest()
     assert files["logs/big.txt"].lfs.size == len(big)
+    assert files["plots/roc.png"].lfs.size == len(png_bytes())
     assert files["config.json"].lfs is None and files["logs/small.txt"].lfs is None
     top = api.list_repo_tree(created_repo)
-    assert {f.path for f in top if isinstance(f, RepoFolder)} == {"logs"}
+    assert {f.path for f in top if isinstance(f, RepoFolder)} == {"logs", "plots"}
 
     puts = requests_since(hub_server, start, "PUT", "/lfs-upload/")
-    assert len(puts) == 2 and all(not r.authorized and r.host.startswith("localhost:") for r in puts)
-    assert len(requests_since(hub_server, start, "POST", "/info/lfs/objects/verify")) == 2
+    assert len(puts) == 3 and all(not r.authorized and r.host.startswith("localhost:") for r in puts)
+    assert len(requests_since(hub_server, start, "POST", "/info/lfs/objects/verify")) == 3
     assert len(requests_since(hub_server, start, "POST", "/commit/main")) == 1
 
     # Same content again: the preupload oids tell the client nothing changed, so no upload and no commit.
@@ -264,6 +278,63 @@ def test_private_repo_is_hidden_from_anonymous_callers(api: HfApi, repo_id: str,
     with pytest.raises(RepositoryNotFoundError):
         api.model_info(repo_id, token=False)
     assert HfApi(token=read_token).model_info(repo_id).private is True
+
+
+def test_a_binary_file_sent_inline_is_refused_and_changes_nothing(
+    api: HfApi, created_repo: str, hub_server: HubServer, hub_token: str
+) -> None:
+    """A client that skips the preupload's answer and sends a PNG as a regular (base64) file is refused, like the
+    Hub's "Your push was rejected because it contains binary files"; a text file the same way lands."""
+    before = hub_server.commits(created_repo)
+    url = f"{hub_server.url}/api/models/{created_repo}/commit/main"
+    headers = {"Authorization": f"Bearer {hub_token}", "Content-Type": "application/x-ndjson"}
+
+    def body(path: str, data: bytes) -> str:
+        header = {"key": "header", "value": {"summary": f"add {path}"}}
+        content = base64.b64encode(data).decode()
+        file = {"key": "file", "value": {"path": path, "content": content, "encoding": "base64"}}
+        return "\n".join(json.dumps(line) for line in (header, file))
+
+    refused = httpx2.post(url, content=body("plots/roc.png", png_bytes()), headers=headers)
+    assert refused.status_code == 400 and "binary files: plots/roc.png" in refused.json()["error"]
+    assert hub_server.commits(created_repo) == before
+    landed = httpx2.post(url, content=body("notes.txt", b"plain text"), headers=headers)
+    assert landed.status_code == 200 and "notes.txt" in hub_server.commits(created_repo)[0]["files"]
+
+
+def test_writes_outside_the_users_namespaces_are_refused(api: HfApi, hub_server: HubServer, read_token: str) -> None:
+    """The token's user writes to its own and its organizations' namespaces only: creating, committing or tagging
+    elsewhere is a 403 (create_repo's exist_ok then falls back to repo_info), a pull request on another
+    namespace's public repo is allowed, and another namespace's private repo is not found even with a token."""
+    from huggingface_hub import CommitOperationAdd
+
+    public = "timm/resnet50.a1_in1k"  # seeded as timm's maintainers would
+    with pytest.raises(HfHubHTTPError) as error:
+        api.create_repo(f"someone-else/model-{uuid.uuid4().hex[:8]}")
+    assert error.value.response.status_code == 403 and 'namespace "someone-else"' in str(error.value)
+    assert api.create_repo(public, exist_ok=True).repo_id == public
+    before = hub_server.commits(public)
+    for write in (
+        lambda: api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=public),
+        lambda: api.create_tag(public, tag="mine"),
+        lambda: api.create_branch(public, branch="mine"),
+    ):
+        with pytest.raises(HfHubHTTPError) as error:
+            write()
+        assert error.value.response.status_code == 403
+    assert hub_server.commits(public) == before and not api.list_repo_refs(public).tags
+    pr = api.create_commit(public, [CommitOperationAdd("x.txt", b"x")], commit_message="suggest", create_pr=True)
+    assert pr.pr_url and hub_server.commits(public) == before
+
+    hidden = f"someone-else/private-{uuid.uuid4().hex[:8]}"
+    hub_server.namespaces.add("someone-else")   # its owner creates it
+    try:
+        api.create_repo(hidden, private=True)
+    finally:
+        hub_server.namespaces.discard("someone-else")
+    for token in (None, read_token):
+        with pytest.raises(RepositoryNotFoundError):
+            HfApi(token=token).model_info(hidden)
 
 
 def test_readme_metadata_is_validated_before_committing(api: HfApi, created_repo: str, hub_server) -> None:

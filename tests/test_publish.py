@@ -112,6 +112,16 @@ def test_token_errors(hub_server, repo_id, tiny_models, monkeypatch, token, mess
     assert not token or token not in str(info.value)
 
 
+def test_a_push_to_another_namespace_is_one_line_and_creates_nothing(hub_server, hub_token, tiny_models):
+    """The Hub answers 403 to a create or a commit in a namespace the user is not a member of."""
+    repo = "someone-else/model"
+    with pytest.raises(PublishError, match=re.escape(f"{repo}: your token has no write access to this repository "
+                                                     "(HTTP 403)")) as info:
+        push(tiny_models[0], repo, tag="auto")
+    assert "\n" not in str(info.value) and hub_token not in str(info.value)
+    assert hub_server.commits(repo) == []
+
+
 def test_server_failure_mid_push_leaves_repo_unchanged_and_retry_works(hub_server, hub_token, repo_id, tiny_models):
     v1, v2 = tiny_models
     push(v1, repo_id, tag="v1")

@@ -1,6 +1,7 @@
 """Writing: commits (with their preupload step), branches and tags.
 
-    POST   /api/{type}s/{repo}/preupload/{rev}   says "lfs" or "regular" per file, and its current oid
+    POST   /api/{type}s/{repo}/preupload/{rev}   says "lfs" (>= 10 MiB, .gitattributes, binary) or "regular" per
+                                                 file, and its current oid
     POST   /api/{type}s/{repo}/commit/{rev}      ndjson body; `?create_pr=1` opens refs/pr/N; a header
                                                  `parentCommit` that is not the branch head: 412 Precondition Failed
     POST   /api/{type}s/{repo}/branch/{branch}
@@ -27,12 +28,23 @@ if TYPE_CHECKING:
     from .server import HubServer
 
 MAX_REGULAR_FILE_SIZE = 10 * 1024 * 1024  # the Hub refuses regular (non-LFS) files above 10 MiB
+# The client sends each file's first 512 bytes (`sample`) so the Hub can tell binary from text: binary files go
+# through LFS/Xet whatever their size, and a commit that carries one inline is refused ("Your push was rejected
+# because it contains binary files"). The Hub's own test is not published; git's is a NUL byte, which every PNG,
+# JPEG and safetensors header has in its first bytes.
+SAMPLE_BYTES = 512
+
+
+def is_binary(sample: bytes) -> bool:
+    """Whether a file whose first bytes are `sample` is binary (a NUL byte among its first 512)."""
+    return b"\0" in sample[:SAMPLE_BYTES]
 
 
 def preupload(hub: HubServer, request: Request) -> Response:
     """Tell the client, per file, whether to send it inline ("regular") or through LFS, and its current oid."""
-    require(request, "read" if is_true(request.arg("create_pr")) else "write")
-    repo = hub.repo(request)
+    create_pr = is_true(request.arg("create_pr"))
+    require(request, "read" if create_pr else "write")
+    repo = hub.repo(request, write=not create_pr)
     _, commit = hub.resolve(repo, request)
     payload = request.json()
     files = commit["files"]
@@ -42,7 +54,8 @@ def preupload(hub: HubServer, request: Request) -> Response:
     answer = []
     for item in payload.get("files", []):
         path, size = item["path"], int(item["size"])
-        lfs = size >= MAX_REGULAR_FILE_SIZE or matches_any(path, lfs_patterns)
+        sample = base64.b64decode(item.get("sample") or "")
+        lfs = size >= MAX_REGULAR_FILE_SIZE or matches_any(path, lfs_patterns) or is_binary(sample)
         current = files.get(path)
         answer.append(
             {
@@ -59,7 +72,7 @@ def commit(hub: HubServer, request: Request) -> Response:
     """Apply an ndjson commit (header, file, lfsFile, deletedFile, deletedFolder) atomically."""
     create_pr = is_true(request.arg("create_pr"))
     require(request, "read" if create_pr else "write")
-    repo = hub.repo(request)
+    repo = hub.repo(request, write=not create_pr)
     rev = unquote(request.params["rev"])
     target = repo.branch_ref(rev)
     if target is None:
@@ -111,6 +124,9 @@ def apply_operation(repo: Repo, files: dict, key: str | None, value: dict) -> No
         data = base64.b64decode(value.get("content") or "")
         if len(data) > MAX_REGULAR_FILE_SIZE:
             raise HubError(400, f"{path} is larger than 10 MiB: it must be uploaded with Git LFS")
+        if is_binary(data):
+            raise HubError(400, f"Your push was rejected because it contains binary files: {path}. "
+                                "Upload binary files through LFS/Xet (the preupload step says so)")
         files[path] = repo.store_regular(data)
     elif key == "lfsFile":
         oid = value.get("oid") or ""
@@ -134,7 +150,7 @@ def apply_operation(repo: Repo, files: dict, key: str | None, value: dict) -> No
 def create_branch(hub: HubServer, request: Request) -> Response:
     """Create a branch at `startingPoint` (default: head of main)."""
     require(request, "write")
-    repo, branch = hub.repo(request), unquote(request.params["rev"])
+    repo, branch = hub.repo(request, write=True), unquote(request.params["rev"])
     if branch.startswith("refs/") or not REF_NAME_RE.match(branch) or ".." in branch:
         raise HubError(400, f"Invalid reference for a branch: {branch}")
     start = request.json().get("startingPoint") or "main"
@@ -151,7 +167,7 @@ def create_branch(hub: HubServer, request: Request) -> Response:
 def create_tag(hub: HubServer, request: Request) -> Response:
     """Tag the commit a revision resolves to."""
     require(request, "write")
-    repo = hub.repo(request)
+    repo = hub.repo(request, write=True)
     cid, _ = hub.resolve(repo, request)
     tag = request.json().get("tag") or ""
     if tag.startswith("refs/") or not REF_NAME_RE.match(tag) or ".." in tag:

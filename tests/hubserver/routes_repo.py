@@ -4,9 +4,10 @@
     GET    /api/{type}s/{repo}[/revision/{rev}] `sha`, `siblings` (names only), Space `runtime`
 
 A Space is created with its settings in the same call (sdk, hardware, variables, secrets: see spaces.py); a
-namespace whose plan may not host it on that hardware gets 402 Payment Required. Like the Hub, an existing repo
-answers 409 and nothing in the request is applied, so `create_repo(..., exist_ok=True)` does
-not update an existing Space's variables, secrets or hardware.
+namespace whose plan may not host it on that hardware gets 402 Payment Required, and a namespace the caller is
+not a member of gets 403 (before the 409, so exist_ok falls back to repo_info as on the Hub). Like the Hub, an
+existing repo answers 409 and nothing in the request is applied, so `create_repo(..., exist_ok=True)` does not
+update an existing Space's variables, secrets or hardware.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def create_repo(hub: HubServer, request: Request) -> Response:
     ns, name = payload.get("organization") or USER, payload.get("name") or ""
     if repo_type not in TYPE_PREFIX or not NAME_RE.match(ns) or not NAME_RE.match(name) or "--" in name:
         raise HubError(400, f"Invalid repo name or type: {ns}/{name} ({repo_type})")
+    if ns not in hub.namespaces:
+        raise HubError(403, f'You don\'t have the rights to create a {repo_type} under the namespace "{ns}"')
     space_meta, secrets = spaces.new_space(payload) if repo_type == "space" else ({}, {})
     if repo_type == "space":
         spaces.check_plan(hub.plans, ns, space_meta["sdk"], space_meta["hardware"])

@@ -29,7 +29,7 @@ def get_variables(hub: HubServer, request: Request) -> Response:
 def add_variable(hub: HubServer, request: Request) -> Response:
     """Add or update a Space variable; answers all variables."""
     require(request, "write")
-    repo = hub.repo(request)
+    repo = hub.repo(request, write=True)
     key, variable = spaces.key_value(request.json(), "variable")
     with hub.write_lock:
         meta = repo.meta()
@@ -41,7 +41,7 @@ def add_variable(hub: HubServer, request: Request) -> Response:
 def add_secret(hub: HubServer, request: Request) -> Response:
     """Add or update a Space secret. The answer is empty: secret values are write-only."""
     require(request, "write")
-    repo = hub.repo(request)
+    repo = hub.repo(request, write=True)
     key, secret = spaces.key_value(request.json(), "secret")
     with hub.write_lock:
         repo.save_secrets({**repo.secrets(), key: secret})
@@ -56,7 +56,7 @@ def get_runtime(hub: HubServer, request: Request) -> Response:
 def request_hardware(hub: HubServer, request: Request) -> Response:
     """Switch the Space to another hardware flavor (and sleep time); answers the new runtime."""
     require(request, "write")
-    repo, payload = hub.repo(request), request.json()
+    repo, payload = hub.repo(request, write=True), request.json()
     flavor = spaces.check_hardware(payload.get("flavor"))
     sleep_time = spaces.check_sleep_time(payload.get("sleepTimeSeconds"))
     with hub.write_lock:

@@ -40,7 +40,6 @@ def seed_timm_resnet50(server: HubServer, token: str) -> None:
         return  # persistent storage already has it
 
     # Imported here: conftest must point huggingface_hub at the server before its first import.
-    import safetensors.torch
     import timm
     import torch
     from huggingface_hub import HfApi
@@ -59,6 +58,19 @@ def seed_timm_resnet50(server: HubServer, token: str) -> None:
         "pretrained_cfg": {key: cfg[key] for key in hub_keys if key in cfg},
     }
     api = HfApi(endpoint=server.url, token=token)
+    namespace = TIMM_RESNET50_REPO.split("/")[0]
+    # The seed publishes as timm's maintainers would; the test user may not write there, before or after.
+    server.namespaces.add(namespace)
+    try:
+        publish(api, model, config)
+    finally:
+        server.namespaces.discard(namespace)
+
+
+def publish(api, model, config: dict) -> None:
+    """create_repo + upload_folder of the weights, config.json and the model card."""
+    import safetensors.torch
+
     with tempfile.TemporaryDirectory(prefix="seed-resnet50-") as folder:
         safetensors.torch.save_file(model.state_dict(), os.path.join(folder, "model.safetensors"))
         Path(folder, "config.json").write_text(json.dumps(config, indent=2))

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import routes_account, routes_commit, routes_download, routes_lfs, routes_read, routes_repo, routes_space
-from .auth import PLANS, authenticate
+from .auth import ORGS, PLANS, USER, authenticate
 from .errors import HubError, repo_not_found, revision_not_found
 from .faults import FaultInjector
 from .http import Handler, HTTPServer, RecordedRequest, Request, Route, json_response
@@ -49,6 +49,7 @@ class HubServer(FaultInjector):
         self.port = port
         self.tokens = dict(tokens or {})
         self.plans = dict(PLANS)  # namespace -> plan; a test may set hub.plans[USER] = "pro" (and restore it)
+        self.namespaces = {USER, *ORGS}  # where the test user's tokens may write; live, like plans
         self.requests: list[RecordedRequest] = []  # every request, in arrival order
         self.signer = Signer()
         self.write_lock = threading.Lock()  # serialises "read ref -> write commit -> replace ref" and metadata edits
@@ -208,15 +209,20 @@ class HubServer(FaultInjector):
 
     # ---- shared endpoint logic -------------------------------------------------------------------------------------
 
-    def repo(self, request: Request) -> Repo:
-        """The repo named in the URL; private repos are invisible to anonymous callers."""
+    def repo(self, request: Request, write: bool = False) -> Repo:
+        """The repo named in the URL. A private repo is visible only to its namespace's members (the Hub cannot
+        tell it from a missing one for anyone else); `write`: the caller must be a member (403 otherwise)."""
         params = request.params
         ns, name = unquote(params["ns"]), unquote(params["name"])
         if not (NAME_RE.match(ns) and NAME_RE.match(name)):
             raise repo_not_found(request.role is None)
         repo = Repo(self.root, params.get("type") or "model", f"{ns}/{name}")
-        if not repo.exists() or (repo.meta()["private"] and request.role is None):
+        member = request.role is not None and ns in self.namespaces
+        if not repo.exists() or (repo.meta()["private"] and not member):
             raise repo_not_found(request.role is None)
+        if write and not member:
+            raise HubError(403, "You don't have the rights to write to this repository: it belongs to another "
+                                "namespace (pass create_pr=1 to open a pull request)")
         return repo
 
     @staticmethod
