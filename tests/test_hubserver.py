@@ -266,10 +266,12 @@ def test_errors_map_to_typed_exceptions(api: HfApi, created_repo: str, read_toke
     assert error.value.response.status_code == 401 and not isinstance(error.value, RepositoryNotFoundError)
 
     before = hub_server.commits(created_repo)
-    with pytest.raises(HfHubHTTPError) as error:
-        HfApi(token=read_token).upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=created_repo)
-    assert error.value.response.status_code == 403
-    assert hub_server.commits(created_repo) == before
+    for create_pr in (False, True):  # a read token reads only: no pull request either (security-tokens.md)
+        with pytest.raises(HfHubHTTPError) as error:
+            HfApi(token=read_token).upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=created_repo,
+                                                create_pr=create_pr)
+        assert error.value.response.status_code == 403
+    assert hub_server.commits(created_repo) == before and hub_server.commits(created_repo, ref="refs/pr/1") == []
 
 
 def test_private_repo_is_hidden_from_anonymous_callers(api: HfApi, repo_id: str, read_token: str) -> None:

@@ -3,9 +3,9 @@ The user and its organization each have a plan (free / PRO, Team / Enterprise), 
 create (spaces.check_plan) and what whoami reports.
 
 As on the Hub, an invalid token is a 401 even where anonymous access would do (the client must not silently fall
-back), a read token writing is a 403, and error messages never echo the token. A token writes only to its user's and
-its organizations' namespaces (HubServer.namespaces): elsewhere a write is a 403, except opening a pull request on a
-public repo, and another namespace's private repos are not found (404), as on the Hub.
+back), a read token writing (a pull request included) is a 403, and error messages never echo the token. A token
+writes only to its user's and its organizations' namespaces (HubServer.namespaces): elsewhere a write is a 403,
+except opening a pull request on a public repo, and another namespace's private repos are not found (404).
 """
 
 from __future__ import annotations

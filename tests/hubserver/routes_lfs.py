@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 def lfs_batch(hub: HubServer, request: Request) -> Response:
     """git-lfs batch API: a signed upload URL (+ verify) per missing object, nothing for stored ones."""
     payload = request.json()
-    # Writing to a branch needs write access; without `ref` it is a PR upload, which read access may do.
-    require(request, "write" if payload.get("ref") else "read")
+    # An upload needs a write token. Without `ref` it is a pull request's upload, which may go to another
+    # namespace's repo (the commit that follows decides), but a read token reads only.
+    require(request, "write")
     repo = hub.repo(request)
     if payload.get("operation") != "upload":
         raise HubError(422, "Only the 'upload' operation is supported")
