@@ -15,7 +15,7 @@ from typing import Optional
 from hub.classifier import Classifier
 from hub.device import autocast as device_autocast
 from hub.device import autocast_dtype
-from hub.errors import ModelLoadError
+from hub.errors import ModelLoadError, UserError
 from hub.explain import faithfulness
 from hub.explain.cam import MaxChannels, Passes, resolve_max_channels
 from hub.loading import from_pretrained, is_repo_id, split_revision
@@ -117,13 +117,37 @@ def gpu_seconds(served: Served, method: str, image_size: tuple[int, int], images
     return min(GPU_MAX_SECONDS, math.ceil(GPU_START_SECONDS + passes + drawing * (2 if method == "compare" else 1)))
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A UserError raised inside a GPU call, carried back as its answer. ZeroGPU runs the call in a forked worker
+    and hands back only a gr.Error as itself: any other exception arrives as gr.Error(<its class name>,
+    title="ZeroGPU worker error") (spaces 0.51, zero/wrappers.py), so a user would read "UserError"."""
+
+    message: str
+
+
 def on_gpu(fn: Callable, duration: Callable[..., int]) -> Callable:
     """`spaces.GPU(fn)` on Hugging Face ZeroGPU hardware (when `spaces` is importable), else `fn`.
 
     `duration` takes the same arguments as `fn` and returns the seconds to ask for (ZeroGPU's dynamic duration).
+    A UserError inside `fn` crosses the worker boundary as a `Refused` answer and is raised again outside.
     """
     try:
         import spaces
     except ImportError:
         return fn
-    return spaces.GPU(duration=duration)(fn)
+
+    def in_worker(*args):
+        try:
+            return fn(*args)
+        except UserError as exc:
+            return Refused(str(exc))
+
+    gpu = spaces.GPU(duration=duration)(in_worker)
+
+    def call(*args):
+        answer = gpu(*args)
+        if isinstance(answer, Refused):
+            raise UserError(answer.message)
+        return answer
+    return call

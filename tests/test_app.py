@@ -392,16 +392,28 @@ def test_concurrent_classify_requests_share_forward_passes_and_a_bad_upload_fail
 
 
 class FakeSpaces:
-    """`spaces` as on ZeroGPU: GPU(duration=f) asks for f(*args) seconds, then runs the function (recorded)."""
+    """`spaces` as on ZeroGPU (spaces 0.51, zero/wrappers.py): GPU(duration=f) asks for f(*args) seconds (recorded),
+    then runs the function in a worker process: the arguments and the answer cross it pickled, and an exception
+    other than a gr.Error comes back as gr.Error(<its class name>, title="ZeroGPU worker error")."""
 
     def __init__(self):
         self.calls: list[int] = []
 
     def GPU(self, duration):  # noqa: N802 - the name ZeroGPU's package uses
+        import pickle
+
+        import gradio as gr
+
         def decorate(fn):
             def on_gpu(*args):
                 self.calls.append(duration(*args))
-                return fn(*args)
+                try:
+                    answer = fn(*pickle.loads(pickle.dumps(args)))
+                except gr.Error:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - what the worker does with any other exception
+                    raise gr.Error(type(exc).__name__, title="ZeroGPU worker error", print_exception=False) from None
+                return pickle.loads(pickle.dumps(answer))
             return on_gpu
         return decorate
 
@@ -431,6 +443,27 @@ def test_zerogpu_asks_for_each_calls_work_and_never_for_a_bad_request(served, sa
     grad, score, both, figures, classify = fake.calls
     assert classify <= grad <= score <= both <= serving.GPU_MAX_SECONDS and figures <= both
     assert classify == math.ceil(serving.GPU_START_SECONDS + serving.GPU_PASS_SECONDS * 64 * 64 / 224 / 224)
+
+
+def test_a_refusal_inside_a_zerogpu_call_reaches_the_user_as_its_message(served, sample_paths, monkeypatch):
+    """A UserError raised in the model work (here a ValueError of the explainer, as for an input too small for the
+    last stage) crosses ZeroGPU's worker as an answer, so the user reads its message, not "UserError"."""
+    fake = FakeSpaces()
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+
+    def too_small(*args, **kwargs):
+        raise ValueError("the input is too small for layer4: use at least 32 px")
+
+    monkeypatch.setattr(served.classifier, "explain", too_small)
+    running = launch(served)
+    try:
+        client = Client(running.url, verbose=False)
+        with pytest.raises(REFUSED, match="too small for layer4: use at least 32 px"):
+            client.predict(handle_file(str(sample_paths[0])), "", 0.5, api_name="/gradcam")
+        assert len(fake.calls) == 1  # it did reach the GPU call
+        assert client.predict(handle_file(str(sample_paths[0])), api_name="/classify")["label"] in LABELS
+    finally:
+        running.demo.close()
 
 
 def test_gpu_seconds_grow_with_the_work_and_fit_an_anonymous_quota_many_times():
