@@ -249,14 +249,17 @@ def trained(trained_synthetic):
 def test_pointing_game_on_trained_model(trained):
     """The heatmap's maximum lies in the true evidence box on >= 90% of held-out images."""
     model, test_dir, boxes = trained
-    hits = {"gradcam": 0, "scorecam": 0}
-    for rel, (x0, y0, x1, y1) in boxes:
-        for method in hits:
+    # Grad-CAM on all 60 images; Score-CAM (k + 1 passes an image) on every other one, 10 of each class: the
+    # test took 38 s of one worker with Score-CAM on all 60.
+    images = {"gradcam": boxes, "scorecam": boxes[::2]}
+    hits = dict.fromkeys(images, 0)
+    for method, chosen in images.items():
+        for rel, (x0, y0, x1, y1) in chosen:
             # Fast Score-CAM with half the default k: cheaper, and a stricter test of fast mode.
             e = explain(model, test_dir / rel, method=method, max_channels=FAST_CHANNELS // 2, faithfulness=False)
             row, col = np.unravel_index(np.argmax(e.heatmap), e.heatmap.shape)
             hits[method] += int(x0 <= col < x1 and y0 <= row < y1)
-    rates = {m: h / len(boxes) for m, h in hits.items()}
+    rates = {m: h / len(images[m]) for m, h in hits.items()}
     assert all(rate >= 0.9 for rate in rates.values()), rates
 
 
