@@ -169,3 +169,49 @@ def test_bootstrap_bad_inputs(kwargs, message):
     args = {"y_true": [0, 1, 0, 1], "y_prob": np.tile([0.6, 0.4], (4, 1)), **kwargs}
     with pytest.raises(ValueError, match=message):
         bootstrap_intervals(**args)
+
+
+def test_paired_bootstrap_reads_the_difference_not_the_two_intervals():
+    """B corrects 12 of A's 300 answers and breaks none: its own interval overlaps A's almost whole, yet every
+    paired resample has B higher, and the interval of B - A lies above zero."""
+    from train.metrics import paired_bootstrap
+
+    y, a = _cases(300, seed=7)
+    wrong = np.flatnonzero(a.argmax(1) != y)[:12]
+    b = a.copy()
+    b[wrong] = np.eye(3)[y[wrong]] * 0.8 + 0.2 / 3
+    r = paired_bootstrap(y, a, b, n_boot=1000, seed=0)
+    acc = r["accuracy"]
+    assert acc["difference"] == pytest.approx(12 / 300)
+    assert acc["a"] == pytest.approx(evaluate(y, a, LABELS)["accuracy"])
+    assert 0 < acc["low"] <= acc["difference"] <= acc["high"] and acc["b_higher"] == 1.0
+    own_a, own_b = (bootstrap_intervals(y, p, n_boot=1000, seed=0)["accuracy"] for p in (a, b))
+    assert own_b["low"] < own_a["high"]  # side by side, the two intervals overlap
+    assert acc["high"] - acc["low"] < 0.5 * (own_a["high"] - own_a["low"])
+    assert r["auc_macro"]["b"] > r["auc_macro"]["a"] and r["auc_macro"]["b_higher"] > 0.95
+    same = paired_bootstrap(y, a, a, n_boot=200)
+    assert all(same[m]["difference"] == same[m]["low"] == same[m]["high"] == 0.0 for m in ("accuracy", "auc_macro"))
+    assert same["accuracy"]["b_higher"] == 0.0
+    swapped = paired_bootstrap(y, b, a, n_boot=1000, seed=0)["accuracy"]
+    assert (swapped["low"], swapped["high"]) == pytest.approx((-acc["high"], -acc["low"]))
+
+
+def test_paired_bootstrap_draws_whole_groups_for_both_models():
+    from train.metrics import paired_bootstrap
+
+    # 30 patients of 10 slices; B is right on 3 more patients than A: 3 units of evidence, not 30 slices
+    y = np.zeros(300, dtype=np.int64)
+    groups = np.repeat(np.arange(30), 10)
+    right_a = np.repeat(np.arange(30) % 3 == 0, 10)
+    right_b = right_a | np.repeat(np.isin(np.arange(30), [1, 2, 4]), 10)
+    a, b = (np.where(r[:, None], [0.9, 0.1], [0.1, 0.9]) for r in (right_a, right_b))
+    cases = paired_bootstrap(y, a, b, n_boot=1000)["accuracy"]
+    clustered = paired_bootstrap(y, a, b, n_boot=1000, groups=groups)
+    assert (clustered["resampled"], clustered["units"], clustered["cases"]) == ("groups", 30, 300)
+    width = clustered["accuracy"]["high"] - clustered["accuracy"]["low"]
+    assert width > 2.5 * (cases["high"] - cases["low"])
+    assert clustered["auc_macro"] is None  # one class only: no AUC to compare
+    with pytest.raises(ValueError, match=r"both models need probabilities of shape \(300, n_classes\)"):
+        paired_bootstrap(y, a, b[:10])
+    with pytest.raises(ValueError, match="groups has 2 entries for 300 cases"):
+        paired_bootstrap(y, a, b, groups=["x", "y"])

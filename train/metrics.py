@@ -7,7 +7,8 @@ the classes that have one.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -121,6 +122,32 @@ def _bootstrap_metrics(weights: np.ndarray, y_true: np.ndarray,
     return accuracy, f1.mean(axis=1), auc
 
 
+def _units(n: int, groups: Sequence | None) -> tuple[np.ndarray, int]:
+    """(the resampling unit of each case, the number of units): cases, or whole groups when given."""
+    if groups is None:
+        return np.arange(n), n
+    if len(groups) != n:
+        raise ValueError(f"groups has {len(groups)} entries for {n} cases")
+    unit = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    return unit, int(unit.max()) + 1
+
+
+def _resample_weights(n: int, groups: Sequence | None, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Chunks of bootstrap case weights, (resamples, n) each, n_boot rows in all: how often each case was drawn.
+
+    Slices of one patient are not independent: with `groups`, whole patients are drawn, each case of a drawn
+    patient counted as often as its patient was drawn (cluster bootstrap). The same seed gives the same draws,
+    which is what makes a paired comparison paired."""
+    unit, n_units = _units(n, groups)
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BOOT_CELLS // n)  # resamples per chunk: bounds the (rows, n) weight matrices
+    for start in range(0, n_boot, rows):
+        b = min(rows, n_boot - start)
+        draws = rng.integers(0, n_units, size=(b, n_units))
+        counts = np.bincount((np.arange(b)[:, None] * n_units + draws).ravel(), minlength=b * n_units)
+        yield counts.reshape(b, n_units)[:, unit].astype(np.float64)
+
+
 def bootstrap_intervals(y_true: Sequence[int], y_prob: np.ndarray, n_boot: int = 1000, seed: int = 0,
                         level: float = 0.95, groups: Sequence | None = None) -> dict:
     """Percentile bootstrap intervals of accuracy, macro F1 and macro AUC; whole groups resampled if given."""
@@ -131,28 +158,12 @@ def bootstrap_intervals(y_true: Sequence[int], y_prob: np.ndarray, n_boot: int =
                          f"got {y_prob.shape}")
     if not 0 < level < 1 or n_boot < 1:
         raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got level={level}, n_boot={n_boot}")
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        unit = np.arange(len(y_true))
-    else:
-        if len(groups) != len(y_true):
-            raise ValueError(f"groups has {len(groups)} entries for {len(y_true)} cases")
-        # Slices of one patient are not independent: draw whole patients, each case of a drawn
-        # patient counted as often as its patient was drawn (cluster bootstrap).
-        unit = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-    n_units = int(unit.max()) + 1
-    boot: list[tuple[np.ndarray, ...]] = []
-    rows = max(1, _BOOT_CELLS // len(y_true))  # resamples per chunk: bounds the (rows, n) weight matrices
-    for start in range(0, n_boot, rows):
-        b = min(rows, n_boot - start)
-        draws = rng.integers(0, n_units, size=(b, n_units))
-        counts = np.bincount((np.arange(b)[:, None] * n_units + draws).ravel(), minlength=b * n_units)
-        boot.append(_bootstrap_metrics(counts.reshape(b, n_units)[:, unit].astype(np.float64), y_true, y_prob))
+    boot = [_bootstrap_metrics(w, y_true, y_prob) for w in _resample_weights(len(y_true), groups, n_boot, seed)]
     accuracy, f1, auc = (np.concatenate(parts) for parts in zip(*boot, strict=True))
     estimate = _bootstrap_metrics(np.ones((1, len(y_true))), y_true, y_prob)
     tails = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out: dict = {"level": level, "n_boot": n_boot, "resampled": "cases" if groups is None else "groups",
-                 "units": n_units}
+                 "units": _units(len(y_true), groups)[1]}
     for name, point, values in zip(("accuracy", "f1_macro", "auc_macro"), estimate, (accuracy, f1, auc),
                                    strict=True):
         kept = values[~np.isnan(values)]
@@ -160,4 +171,45 @@ def bootstrap_intervals(y_true: Sequence[int], y_prob: np.ndarray, n_boot: int =
             "estimate": float(point[0]), "low": float(np.percentile(kept, tails[0])),
             "high": float(np.percentile(kept, tails[1]))}
     out["auc_resamples"] = int((~np.isnan(auc)).sum())
+    return out
+
+
+PAIRED = ("accuracy", "auc_macro")
+
+
+def paired_bootstrap(y_true: Sequence[int], prob_a: np.ndarray, prob_b: np.ndarray, n_boot: int = 2000,
+                     seed: int = 0, level: float = 0.95, groups: Sequence | None = None) -> dict:
+    """Model B against model A on the same cases: each one's accuracy and macro AUC, and B - A with a paired
+    percentile bootstrap interval and the share of resamples in which B scores higher.
+
+    Both models are scored on the same resampled cases (or whole groups) each time, so what one patient does to
+    both cancels out of the difference: its interval is much narrower than the two models' own intervals side
+    by side, and it is the one to read before calling one model better."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = [np.asarray(p, dtype=np.float64) for p in (prob_a, prob_b)]
+    if any(p.ndim != 2 or len(p) != len(y_true) for p in probs) or probs[0].shape != probs[1].shape or not len(y_true):
+        raise ValueError(f"both models need probabilities of shape ({len(y_true)}, n_classes), got "
+                         f"{probs[0].shape} and {probs[1].shape}")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got level={level}, n_boot={n_boot}")
+    drawn: dict[str, list] = {name: [] for name in PAIRED}
+    for weights in _resample_weights(len(y_true), groups, n_boot, seed):
+        a, b = (_bootstrap_metrics(weights, y_true, p) for p in probs)
+        drawn["accuracy"].append(np.stack([a[0], b[0]], axis=1))
+        drawn["auc_macro"].append(np.stack([a[2], b[2]], axis=1))
+    points = [_bootstrap_metrics(np.ones((1, len(y_true))), y_true, p) for p in probs]
+    tails = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out: dict = {"level": level, "n_boot": n_boot, "resampled": "cases" if groups is None else "groups",
+                 "units": _units(len(y_true), groups)[1], "cases": len(y_true)}
+    for name, index in zip(PAIRED, (0, 2), strict=True):
+        pairs = np.concatenate(drawn[name])
+        pairs = pairs[~np.isnan(pairs).any(axis=1)]  # a resample without a class's positives has no macro AUC
+        diff = pairs[:, 1] - pairs[:, 0]
+        a, b = float(points[0][index][0]), float(points[1][index][0])
+        if not len(diff) or math.isnan(a) or math.isnan(b):  # e.g. one class only: no AUC to compare
+            out[name] = None
+            continue
+        out[name] = {"a": a, "b": b, "difference": b - a, "low": float(np.percentile(diff, tails[0])),
+                     "high": float(np.percentile(diff, tails[1])), "b_higher": float((diff > 0).mean()),
+                     "resamples": len(diff)}
     return out
