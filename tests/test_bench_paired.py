@@ -48,6 +48,12 @@ def test_a_model_against_itself_differs_by_nothing_and_against_another_by_what_e
         assert r["accuracy"][key] == pytest.approx(expected)
     assert r["accuracy"]["difference"] == pytest.approx(r["accuracy"]["b"] - r["accuracy"]["a"])
     assert f"{r['accuracy']['difference']:+.4f}" in out
+    csv = root / "groups.csv"  # the same grouping from a file: the same draws, the same figures
+    csv.write_text("path,group\n" + "".join(f"{p.relative_to(data).as_posix()},{p.parent.name}\n"
+                                               for p in sorted(data.rglob("*.png"))))
+    code, _, _ = _run(capsys, a, b, "--data", data, "--no-tta", "--n-boot", 200, "--groups", csv,
+                      "--json", root / "csv.json")
+    assert code == 0 and json.loads((root / "csv.json").read_text()) == r
 
 
 def test_refusals_are_one_line(setting, tmp_path, capsys):
@@ -56,6 +62,7 @@ def test_refusals_are_one_line(setting, tmp_path, capsys):
     for argv, message in (((a, other, "--data", data), "the models answer different classes"),
                           ((a, a, "--data", tmp_path / "nowhere"), "no such folder"),
                           ((a, a, "--data", data, "--group-pattern", "(unclosed"), "not a valid regular expression"),
+                          ((a, a, "--data", data, "--groups", tmp_path / "none.csv"), "no such file"),
                           ((a, tmp_path / "no-model", "--data", data), "no-model")):
         code, out, err = _run(capsys, *argv)
         assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
