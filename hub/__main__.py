@@ -129,15 +129,14 @@ def run_explain(args: argparse.Namespace) -> None:
         collect_images,
         example_figure,
         explain_images,
-        is_model_folder,
         read_item_annotations,
-        record_faithfulness,
         reference_regions,
         sanity_reports,
         summarise,
     )
     from hub.explain.cam import resolve_max_channels
     from hub.explain.faithfulness import IMPUTATION, check_steps
+    from hub.records import is_model_folder, record_faithfulness
 
     if args.by_study:
         return run_by_study(args)
@@ -276,12 +275,11 @@ def run_localisation(args: argparse.Namespace, clf, items, annotations, methods:
     from hub.explain.batch import (
         LOCALISATION_NAME,
         annotation_root,
-        is_model_folder,
-        record_localisation,
         write_localisation,
     )
     from hub.explain.lesion import lesion_rows, report_lines, summarise
     from hub.explain.place import place_by_path
+    from hub.records import is_model_folder, record_localisation
 
     out = Path(args.out)
     todo = [(i.path, i.truth) for i in items if annotations.get(i.path) is not None]

@@ -66,8 +66,8 @@ def calibrate_folder(folder: str | Path, data: str | Path, temperature: str | No
                      split_name: str | None = None, device: str = "auto",
                      progress: Callable[[int, int], None] | None = None) -> dict:
     """Fit T on `data` (or carry `temperature`, and check it on `data`), write it into the folder; the record."""
-    from hub.explain.batch import check_model_folder, update_metrics
     from hub.loading import from_pretrained
+    from hub.records import check_model_folder, update_metrics
 
     folder = check_model_folder(folder)
     carried = resolve_temperature(temperature) if temperature is not None else None  # refused before any pass

@@ -202,3 +202,39 @@ def test_the_checks_find_what_they_look_for(tmp_path):
     assert module_problem("train") is None and module_problem("bench.leakage") is None
     assert module_problem("train.synthetic") is None and module_problem("pytest") is None
     assert [MAKE.findall(c) for _, c in code_snippets(page) if MAKE.findall(c)] == [["no-such-target"]]
+
+
+def layer_chains(text: str) -> set[str]:
+    """The `a → b | c → ...` chains of a page's code blocks, continuation lines (starting with →) joined."""
+    code, _ = split_code(text)
+    joined: list[str] = []
+    for _, line in code:
+        if line.lstrip().startswith("→") and joined:
+            joined[-1] += " " + line.strip()
+        else:
+            joined.append(line)
+    return {" ".join(line.split()) for line in joined if "→" in line}
+
+
+def contract_chains() -> dict[str, str]:
+    """Each layers contract in pyproject.toml with a container, as the chain docs/layout.md draws it."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    return {c["containers"][0]: " → ".join(c["layers"]) for c in contracts if c["type"] == "layers" and
+            c.get("containers")}
+
+
+def test_layout_draws_the_import_contracts():
+    """docs/layout.md's layer pictures are the contracts lint-imports enforces, in their order (they drifted once)."""
+    chains = layer_chains((ROOT / "docs" / "layout.md").read_text(encoding="utf-8"))
+    missing = [f"{name}: {chain}" for name, chain in contract_chains().items()
+               if not any(chain in drawn for drawn in chains)]
+    assert contract_chains() and not missing, (
+        "docs/layout.md does not draw these layers of pyproject.toml (redraw them):\n" + "\n".join(missing))
+
+
+def test_layer_check_finds_a_drifted_chain():
+    drawn = layer_chains("```\ntrain/  a → b | c\n          → d\n```\n")
+    assert drawn == {"train/ a → b | c → d"}
+    assert "a → b | c → d" in next(iter(drawn)) and "a → c → d" not in next(iter(drawn))

@@ -7,21 +7,20 @@ Images come as files or folders (searched recursively). An image inside a folder
 of the model's labels has a known true class; `--faithfulness` then explains that class and
 summarises each method's faithfulness figures (deletion and insertion areas with bootstrap
 intervals, the share of images where the map beats each baseline, keep-remove) and its sanity
-check, which `record_faithfulness` writes into the model folder's metrics.json and card, with a
+check, which `hub.records.record_faithfulness` writes into the model folder's metrics.json and card, with a
 figure of example overlays. An unreadable image becomes a CSV row with its error: one bad file
 never stops the batch, and rows already written stay on disk if the run is interrupted.
 Each image and method is a `Row` of numbers; `csv_row` formats it, only when the CSV is written.
 With `--annotations` (expert regions, `hub.annotations`) the annotated images' true class is also scored
-against its region (`hub.explain.lesion`): localisation.csv, localisation.json, and `record_localisation`
+against its region (`hub.explain.lesion`): localisation.csv, localisation.json, and `hub.records.record_localisation`
 into metrics.json and the card. The annotations are read, and refused, before anything is written.
 """
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Protocol
@@ -41,7 +40,6 @@ from hub.explain.lesion import columns as lesion_columns
 from hub.explain.lesion import csv_row as lesion_csv_row
 from hub.explain.sanity import sanity_check
 from hub.explain.stats import interval
-from hub.files import write_atomic
 from hub.images import ImageError, ImageInput, find_images, load_image
 from hub.model import labels_of, resolve_contrast
 
@@ -71,7 +69,6 @@ SUMMARY_NAME = "faithfulness.json"
 SANITY_NAME = "sanity.json"
 LOCALISATION_CSV = "localisation.csv"    # --annotations: one row per annotated image (hub.explain.lesion)
 LOCALISATION_NAME = "localisation.json"  # --annotations: the lesion report
-FIGURE_NAME = "plots/explanations.png"  # in the model folder: example overlays, shown on the card
 SANITY_IMAGES = 8   # images the sanity check re-explains 3 times per method (each cascade step)
 TILE = 160          # pixels per image in the example figure
 
@@ -325,58 +322,6 @@ def example_figure(rows: Sequence[Row], out: str | Path, labels: Sequence[str]) 
     return sheet
 
 
-def record_faithfulness(folder: str | Path, summary: dict[str, dict], figure: Image.Image) -> None:
-    """Put `summary` under "faithfulness" in the model folder's metrics.json, save `figure`, re-render its card."""
-    import io
-
-    figure_path = Path(folder) / FIGURE_NAME
-    check_model_folder(folder)
-    old_figure = figure_path.read_bytes() if figure_path.is_file() else None
-    buf = io.BytesIO()
-    figure.save(buf, format="PNG")
-    figure_path.parent.mkdir(exist_ok=True)
-    write_atomic(figure_path, buf.getvalue())
-    try:
-        update_metrics(folder, lambda metrics: metrics.update(faithfulness=summary))
-    except Exception:
-        if old_figure is None:   # keep metrics.json, the figure and README.md in step
-            figure_path.unlink()
-        else:
-            write_atomic(figure_path, old_figure)
-        raise
-
-
-def record_localisation(folder: str | Path, name: str, report: dict) -> None:
-    """Put the lesion `report` of split `name` under metrics.json's "localisation" and re-render the card."""
-    check_model_folder(folder)
-    update_metrics(folder, lambda metrics: metrics.setdefault("localisation", {}).update({name: report}))
-
-
-def check_model_folder(folder: str | Path) -> Path:
-    """`folder` if it has a metrics.json to update, else a ValueError saying what it is not."""
-    if not (Path(folder) / "metrics.json").is_file():
-        raise ValueError(f"{folder}: no metrics.json (not a model folder written by `python -m train`)")
-    return Path(folder)
-
-
-def update_metrics(folder: str | Path, change: Callable[[dict], object]) -> None:
-    """Apply `change` to the model folder's metrics.json and re-render its card; metrics.json is put back as it
-    was when the card fails, so metrics.json and README.md stay in step."""
-    from hub.card import render_card_from_folder
-
-    metrics_path = Path(folder) / "metrics.json"
-    old_metrics = metrics_path.read_text()
-    metrics = json.loads(old_metrics)
-    change(metrics)
-    write_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
-    try:
-        card = render_card_from_folder(folder)
-    except Exception:
-        write_atomic(metrics_path, old_metrics)
-        raise
-    write_atomic(Path(folder) / "README.md", str(card))
-
-
 def annotation_root(inputs: Sequence[str | os.PathLike]) -> Path:
     """The folder annotations are matched under: the IMAGES folder, an image file's own folder, or the folder
     that holds all of several (absolute)."""
@@ -412,11 +357,6 @@ def write_localisation(out: str | Path, rows: Sequence[LesionRow], labels: Seque
         writer.writeheader()
         writer.writerows(lesion_csv_row(r, labels, methods) for r in rows)
     return path
-
-
-def is_model_folder(source: str) -> bool:
-    """True when `source` is a local folder with a metrics.json we may update."""
-    return (Path(source) / "metrics.json").is_file()
 
 
 def mean_faithfulness(model: nn.Module, root: str | Path, methods: Iterable[str] = ("gradcam", "scorecam"),
