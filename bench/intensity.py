@@ -6,7 +6,7 @@ For up to --limit images of --data with a class folder (spread over the classes)
 are, then under each change of hub.explain.intensity.CHANGES (gain 0.8 and 1.2, gamma 0.8 and 1.25; black
 stays black) its accuracy, the share of images whose predicted class changed, and how many images each class
 was predicted for: a model that reads brightness as a class cue changes many answers, toward one class.
---json FILE also writes the figures. Read docs/lesion.md for what the MRI models score.
+--json FILE also writes the figures. Read docs/lesion-mri.md for what the MRI models score.
 """
 from __future__ import annotations
 

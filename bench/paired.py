@@ -9,7 +9,7 @@ and, as training evaluates, the mean over the image and its mirror (--no-tta: th
 resample draws the same images, or whole groups with --group-pattern/--groups, for both models, so the interval
 printed is that of B - A itself. Two models' own intervals side by side overlap even when one is better on
 nearly every resample; this is the figure to read before choosing one on a validation block. --json FILE also
-writes the figures. The MRI comparisons are in docs/lesion.md.
+writes the figures. The MRI comparisons are in docs/lesion-mri.md.
 """
 from __future__ import annotations
 

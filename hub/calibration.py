@@ -14,7 +14,7 @@ Why it is needed: the annotation-guided MRI models are underconfident. Their gro
 cells outside the lesion box toward "no class", and the head averages them with the few cells inside it; the
 context-swap final fit gave its true class a mean probability of 0.51 at 0.90 accuracy (test ECE 0.38).
 A temperature of 0.17 fitted on its validation run's validation block gave 0.04 on that test block
-(docs/lesion.md#calibration).
+(docs/lesion-mri.md#calibration).
 """
 from __future__ import annotations
 

@@ -287,7 +287,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # (160 px: validation accuracy 0.796 vs 0.735 at 1.6x the time, not adopted until its final fit is measured).
     # --intensity 0.25 (random gain and gamma) was not adopted either: it cut the answers that change with brightness
     # from 16% to 4% of the validation slices, but validation accuracy fell 0.884 -> 0.803, and the earlier
-    # acquisition's test block scored 0.714 with it against 0.751 without (128 px; docs/lesion.md).
+    # acquisition's test block scored 0.714 with it against 0.751 without (128 px; docs/lesion-mri.md).
     # From scratch (pretrained=False): every figure above was measured so; the ImageNet variant is unmeasured.
     "mri": dict(pretrained=False, split="ordered", epochs=24, img_size=128, batch_size=32, optimizer="adamw",
                 lr=1e-3, weight_decay=0.05, min_lr=1e-6, unfreeze=("all",), class_weights="balanced",

@@ -2,7 +2,7 @@
 
 Why: a from-scratch MRI model reads a slice's overall brightness as a class cue. The guided 192 px model
 changes 13% of its validation answers when every pixel is scaled by 0.8 and 21% under gamma 1.25, and calls
-the darkened slices glioma (180 of 294 against 137 true; python -m bench.intensity, docs/lesion.md).
+the darkened slices glioma (180 of 294 against 137 true; python -m bench.intensity, docs/lesion-mri.md).
 Measured on the MRI set, --intensity 0.25 cut those changed answers from 16% to 4% but cost 8 points of
 validation accuracy (0.884 -> 0.803), and did not help the earlier acquisition's test block (0.714 against
 0.751): the mri recipe leaves it off; it is there for data whose scanners differ in gain or windowing.

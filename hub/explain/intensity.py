@@ -8,7 +8,7 @@ the share of images whose predicted class changed ("flips"), with bootstrap 95% 
 The changes are mild on purpose, of the order of the differences in a class's mean grey between the figshare
 MRI set's acquisitions (gliomas 36 in the first 20% of the files, 28 in the rest; docs/mri.md). The guided
 192 px model changed 16% of its validation answers under them, and called darkened slices glioma
-(`python -m bench.intensity`, docs/lesion.md).
+(`python -m bench.intensity`, docs/lesion-mri.md).
 """
 from __future__ import annotations
 

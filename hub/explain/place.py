@@ -11,7 +11,7 @@ trained with horizontal flips (it cannot tell left from right, so neither should
 
 Measured on the MRI validation block (294 slices, the 1,667 training slices' boxes as reference): 0.684 accuracy
 from the box alone (k = 5, 15, 31: 0.626, 0.684, 0.687; the majority class is 0.466), where the guided 160 px model
-scored 0.735 with the lesion hidden (docs/lesion.md).
+scored 0.735 with the lesion hidden (docs/lesion-mri.md).
 """
 from __future__ import annotations
 
