@@ -205,7 +205,8 @@ def test_the_checks_find_what_they_look_for(tmp_path):
 
 
 def layer_chains(text: str) -> set[str]:
-    """The `a → b | c → ...` chains of a page's code blocks, continuation lines (starting with →) joined."""
+    """The `a → b | c → ...` chains of a page's code blocks: continuation lines (starting with →) joined, a leading
+    container (`hub/explain/`) dropped."""
     code, _ = split_code(text)
     joined: list[str] = []
     for _, line in code:
@@ -213,28 +214,37 @@ def layer_chains(text: str) -> set[str]:
             joined[-1] += " " + line.strip()
         else:
             joined.append(line)
-    return {" ".join(line.split()) for line in joined if "→" in line}
+    return {re.sub(r"^[\w/]+/ ", "", " ".join(line.split())) for line in joined if "→" in line}
 
 
-def contract_chains() -> dict[str, str]:
-    """Each layers contract in pyproject.toml with a container, as the chain docs/layout.md draws it."""
+def contract_chains(pyproject: str) -> dict[str, str]:
+    """Each layers contract with a container in pyproject.toml's text, as a chain `a → b | c`."""
     import tomllib
 
-    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    contracts = tomllib.loads(pyproject)["tool"]["importlinter"]["contracts"]
     return {c["containers"][0]: " → ".join(c["layers"]) for c in contracts if c["type"] == "layers" and
             c.get("containers")}
 
 
+def layout_problems(layout: str, pyproject: str) -> list[str]:
+    """The contracts whose layers the layout page does not draw exactly, in order."""
+    contracts = contract_chains(pyproject)
+    drawn = layer_chains(layout)
+    return [f"{name}: {chain}" for name, chain in contracts.items() if chain not in drawn] if contracts else [
+        "pyproject.toml holds no layers contract with a container"]
+
+
 def test_layout_draws_the_import_contracts():
     """docs/layout.md's layer pictures are the contracts lint-imports enforces, in their order (they drifted once)."""
-    chains = layer_chains((ROOT / "docs" / "layout.md").read_text(encoding="utf-8"))
-    missing = [f"{name}: {chain}" for name, chain in contract_chains().items()
-               if not any(chain in drawn for drawn in chains)]
-    assert contract_chains() and not missing, (
-        "docs/layout.md does not draw these layers of pyproject.toml (redraw them):\n" + "\n".join(missing))
+    problems = layout_problems((ROOT / "docs" / "layout.md").read_text(encoding="utf-8"),
+                               (ROOT / "pyproject.toml").read_text())
+    assert not problems, "docs/layout.md does not draw these layers of pyproject.toml (redraw them):\n" + "\n".join(
+        problems)
 
 
-def test_layer_check_finds_a_drifted_chain():
-    drawn = layer_chains("```\ntrain/  a → b | c\n          → d\n```\n")
-    assert drawn == {"train/ a → b | c → d"}
-    assert "a → b | c → d" in next(iter(drawn)) and "a → c → d" not in next(iter(drawn))
+def test_layout_check_finds_a_drifted_chain():
+    pyproject = ('[[tool.importlinter.contracts]]\ntype = "layers"\ncontainers = ["train"]\n'
+                 'layers = ["a", "b | c", "d"]\n')
+    assert layout_problems("```\ntrain/  a → b | c\n          → d\n```\n", pyproject) == []
+    for drifted in ("a → b → d", "a → b | c", "a → b | c → d → e", "x → a → b | c → d"):
+        assert layout_problems(f"```\ntrain/  {drifted}\n```\n", pyproject) == ["train: a → b | c → d"], drifted
