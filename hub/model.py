@@ -24,6 +24,7 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 TEMPERATURE_KEY = "temperature"  # config.json: probabilities are softmax(logits / temperature) (hub.calibration)
 # Pickled weights (unpickling runs arbitrary code): never loaded, never published, never an --init.
+GLOBAL_POOLS = ("avg", "max", "avgmax")  # timm global_pool types a model here may use (config.json's model_args)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")  # the usual ones, named in refusals
 # The one list of a model folder's published files. Training writes MODEL_FILES and PLOTS and removes any
@@ -52,6 +53,13 @@ def model_files(folder: str | Path) -> list[str]:
     return sorted(found)
 
 
+def global_pool(model: torch.nn.Module) -> str | None:
+    """The pooling type of a timm model's head ("avg", "max", ...), None when it has no named one."""
+    pool = getattr(model, "global_pool", None)
+    pool = getattr(pool, "pool_type", pool)
+    return pool if isinstance(pool, str) else None
+
+
 def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,
                       data_config: dict[str, Any], temperature: float | None = None) -> Path:
     """Write weights (safetensors) and timm config.json with label_names and preprocessing to `out`; with a
@@ -69,6 +77,9 @@ def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | 
     stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
     if stride != 32:
         model_args["output_stride"] = stride
+    pool = global_pool(model)
+    if pool not in (None, "avg"):  # the head's pooling has no weights either (train --global-pool)
+        model_args["global_pool"] = pool
     model_config: dict[str, Any] = {"label_names": list(labels)}
     if temperature is not None:
         # A top-level key, like label_names: timm's loaders ignore it. Never inside pretrained_cfg, which

@@ -12,6 +12,7 @@ import warnings
 
 from hub.cli import run_command
 from hub.errors import ConfigError, PublishError
+from hub.model import GLOBAL_POOLS
 from train.config import OPTIMIZERS, RECIPES, SPLITS, UNFREEZABLE, TrainConfig, build_config
 
 DEFAULTS = TrainConfig(data="<required>")
@@ -120,6 +121,10 @@ def parser() -> argparse.ArgumentParser:
                         f"the class{_d('context_swap')}")
     g.add_argument("--output-stride", type=int, choices=(8, 16, 32),
                    help=f"16: dilate the last stage for a 2x finer heatmap{_d('output_stride')}")
+    g.add_argument("--global-pool", choices=GLOBAL_POOLS,
+                   help="the head's pooling of the last stage (timm's global_pool): avg makes a logit the mean of "
+                        "the cells' logits, so grounded evidence is diluted by the lesion's area; max and avgmax "
+                        f"are not{_d('global_pool')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (her2: yes; mri: no, every mri figure "

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import ConfigError
-from hub.model import PICKLE_SUFFIXES
+from hub.model import GLOBAL_POOLS, PICKLE_SUFFIXES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SPLITS = ("random", "ordered", "group")
@@ -80,6 +80,9 @@ class TrainConfig:
     counterfactual: float = 0.0          # share of annotated training images shown with the region hidden, "no class"
     context_swap: float = 0.0            # share of annotated training images shown in another image's context
     output_stride: int = 32              # 16: the last stage dilated, a 2x finer map (8x8 at 128 px) for 1.2x time
+    # The head's pooling of the last stage (timm's global_pool): "avg" (timm's default) makes a logit the mean of
+    # the cells' logits, so a grounded model's evidence is diluted by the lesion's area; "max" and "avgmax" are not.
+    global_pool: str = "avg"
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -197,6 +200,8 @@ class TrainConfig:
     def _annotation_problems(self):
         if self.output_stride not in (8, 16, 32):
             yield f"--output-stride must be 8, 16 or 32 (got {self.output_stride})"
+        if self.global_pool not in GLOBAL_POOLS:
+            yield f"--global-pool must be one of {', '.join(GLOBAL_POOLS)} (got {self.global_pool!r})"
         if not 0.0 <= self.counterfactual < 1.0:
             yield f"--counterfactual must be in [0, 1) (got {self.counterfactual})"
         if self.counterfactual and not self.annotations:

@@ -35,6 +35,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     kwargs = dict(num_classes=num_classes, drop_rate=cfg.dropout)
     if cfg.output_stride != 32:  # dilated last stage(s): same weights, a finer map (saved in config.json's model_args)
         kwargs["output_stride"] = cfg.output_stride
+    if cfg.global_pool != "avg":  # no weights change: saved in config.json's model_args like the stride
+        kwargs["global_pool"] = cfg.global_pool
     if cfg.init or not cfg.pretrained:
         model = timm.create_model(cfg.model_name, pretrained=False, **kwargs)
         if cfg.init_is_file:
