@@ -121,6 +121,9 @@ def grounding_line(cfg: dict, run: dict, counts: dict[str, dict[str, int]]) -> s
     parts = [f"Trained with expert regions (`--annotations`, {share}): cross-entropy plus {weight:g} x a grounding "
              "loss on the last stage's per-cell logits (the true class's map must peak on the region, every cell off "
              f"it must be class-neutral), last stage at output stride {cfg.get('output_stride', 32)}"]
+    if cfg.get("global_pool", "avg") != "avg":
+        parts.append(f"the head pools the last stage by `{cfg['global_pool']}` (`--global-pool`), so a small "
+                     "region's evidence is not averaged with the neutral cells around it")
     if cfg.get("counterfactual"):
         parts.append(f"{cfg['counterfactual']:.0%} of the annotated images shown with the region hidden (blur-filled) "
                      "and trained toward no class")

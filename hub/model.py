@@ -53,13 +53,6 @@ def model_files(folder: str | Path) -> list[str]:
     return sorted(found)
 
 
-def global_pool(model: torch.nn.Module) -> str | None:
-    """The pooling type of a timm model's head ("avg", "max", ...), None when it has no named one."""
-    pool = getattr(model, "global_pool", None)
-    pool = getattr(pool, "pool_type", pool)
-    return pool if isinstance(pool, str) else None
-
-
 def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,
                       data_config: dict[str, Any], temperature: float | None = None) -> Path:
     """Write weights (safetensors) and timm config.json with label_names and preprocessing to `out`; with a
@@ -72,14 +65,12 @@ def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | 
     # timm's factory records reconstruction kwargs; dropout is a training-time detail, so drop it
     # and a plain `create_model(arch, num_classes=N)` rebuilds the same state dict. A dilated last stage
     # (--output-stride 16) is not in the weights, so it travels as a model arg: timm's hf-hub: and
-    # local-dir: loaders pass config.json's model_args to the factory.
+    # local-dir: loaders pass config.json's model_args to the factory. The head's pooling (train --global-pool)
+    # needs nothing here: timm 1.0.31 records the pooling module's current type in model_args itself.
     model_args: dict[str, Any] = {"drop_rate": 0.0}
     stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
     if stride != 32:
         model_args["output_stride"] = stride
-    pool = global_pool(model)
-    if pool not in (None, "avg"):  # the head's pooling has no weights either (train --global-pool)
-        model_args["global_pool"] = pool
     model_config: dict[str, Any] = {"label_names": list(labels)}
     if temperature is not None:
         # A top-level key, like label_names: timm's loaders ignore it. Never inside pretrained_cfg, which

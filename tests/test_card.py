@@ -76,6 +76,10 @@ def test_the_card_says_the_model_was_trained_with_expert_regions_and_how(card_fi
     assert "plus 2 x a grounding loss" in line and "output stride 16" in line
     assert "25% of the annotated images shown with the region hidden" in line
     assert "50% of them shown with the region pasted into another annotated training image" in line
+    assert "pools" not in line
+    pooled = {**guided, "global_pool": "max"}
+    line = line_with(render_card(config, metrics, {**train_config, "config": pooled}).text, "--annotations")
+    assert "the head pools the last stage by `max` (`--global-pool`)" in line
     plain = {**guided, "counterfactual": 0.0, "context_swap": 0.0}
     line = line_with(render_card(config, metrics, {**train_config, "config": plain}).text, "--annotations")
     assert "annotated training images)" in line and "hidden" not in line and "pasted" not in line

@@ -82,6 +82,7 @@ def test_mri_recipe_and_overrides():
     (dict(homepage="github.com/me"), "--homepage must be an http"),
     (dict(tags=("ok", "not ok")), "--tags takes a comma list"),
     (dict(output_stride=12), "--output-stride must be 8, 16 or 32"),
+    (dict(global_pool="gem"), "--global-pool must be one of avg, max, avgmax"),
     (dict(guide_weight=-1.0), "--guide-weight must not be negative"),
     (dict(context_swap=0.5), "--context-swap needs --annotations"),
     (dict(annotations="boxes", context_swap=1.0), "--context-swap must be in"),

@@ -2,7 +2,9 @@
 
 A timm ResNet's head is global average pooling then a linear layer, so its logits are the mean over
 the last stage's cells of per-cell logits `W a_ij + b`, and Grad-CAM at that stage is exactly the
-target row of those cell logits (Zhou et al. 2016's CAM). The loss therefore works on the cell logits
+target row of those cell logits (Zhou et al. 2016's CAM). With max pooling (--global-pool max) the logits are
+no longer that mean, but Grad-CAM still is that row less its bias: a max-pooled logit's gradient also sums to the
+head's weight over the cells (tests/test_pooling.py). The loss therefore works on the cell logits
 of each annotated image, with `coverage`, the share of each cell the region covers:
 
 - inside (the map's peak on the lesion): a softmax over the cells of the true class's cell logits
