@@ -49,6 +49,13 @@ def area_figures(truth: Sequence[int], probs: np.ndarray, areas: Sequence[float]
             return None
         return rank_correlation(areas[mask], p_true[mask])
 
+    def third(mask: np.ndarray) -> dict:
+        if not mask.any():
+            return {"images": 0, "area": None, "accuracy": None, "mean_p_true": None, "mean_margin": None}
+        return {"images": int(mask.sum()), "area": [float(areas[mask].min()), float(areas[mask].max())],
+                "accuracy": float(correct[mask].mean()), "mean_p_true": float(p_true[mask].mean()),
+                "mean_margin": float(margin[mask].mean())}
+
     everything = np.ones(len(truth), bool)
     return {
         "images": int(len(truth)), "accuracy": float(correct.mean()), "mean_p_true": float(p_true.mean()),
@@ -57,12 +64,7 @@ def area_figures(truth: Sequence[int], probs: np.ndarray, areas: Sequence[float]
                             if (truth == c).any() else None, "spearman_area_p_true": rho(truth == c)}
                       for c, lab in enumerate(labels)},
         "edges": [float(e) for e in edges],
-        "parts": [{"images": int((part == k).sum()),
-                   "area": [float(areas[part == k].min()), float(areas[part == k].max())] if (part == k).any() else None,
-                   "accuracy": float(correct[part == k].mean()) if (part == k).any() else None,
-                   "mean_p_true": float(p_true[part == k].mean()) if (part == k).any() else None,
-                   "mean_margin": float(margin[part == k].mean()) if (part == k).any() else None}
-                  for k in range(PARTS)],
+        "parts": [third(part == k) for k in range(PARTS)],
     }
 
 
