@@ -22,9 +22,9 @@ VERSUS = " vs "
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+GLOBAL_POOLS = ("avg", "max", "avgmax")  # timm global_pool types a model here may use (config.json's model_args)
 TEMPERATURE_KEY = "temperature"  # config.json: probabilities are softmax(logits / temperature) (hub.calibration)
 # Pickled weights (unpickling runs arbitrary code): never loaded, never published, never an --init.
-GLOBAL_POOLS = ("avg", "max", "avgmax")  # timm global_pool types a model here may use (config.json's model_args)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")  # the usual ones, named in refusals
 # The one list of a model folder's published files. Training writes MODEL_FILES and PLOTS and removes any

@@ -89,7 +89,7 @@ def test_same_classes_keep_head_and_preprocessing(published, hub_token, tmp_path
         assert torch.equal(run.net.eval()(x), v1.model(x))
     assert _init_lines(logs) == [f"--init {published.repo_id}@v1 (commit {published.commit[:7]}): "
                                  "same 3 classes: head kept"]
-    assert not [line for line in logs if "preprocessing differs" in line]
+    assert not [line for line in logs if "preprocessing differs" in line or "builds the network otherwise" in line]
     assert run.lineage["commit"] == published.commit and run.lineage["revision"] == "v1"
 
 
@@ -100,6 +100,16 @@ def test_preprocessing_override_is_said(published, hub_token, tmp_path):
     notes = [line for line in logs if "preprocessing differs" in line]
     assert len(notes) == 1 and "input_size (3, 32, 32) -> (3, 48, 48)" in notes[0] and "mean (0.485" in notes[0]
     assert "std" not in notes[0]  # only what changed is named
+
+
+def test_a_network_built_otherwise_than_the_parent_is_said(published, hub_token, tmp_path):
+    # pooling and stride are not in the weights: they load into either network, so the run must say so
+    logs: list[str] = []
+    run = _setup(published.data, tmp_path / "v2", f"{published.repo_id}@v1", logs, global_pool="max",
+                 output_stride=16)
+    notes = [line for line in logs if "builds the network otherwise" in line]
+    assert len(notes) == 1 and "--global-pool avg -> max" in notes[0] and "--output-stride 32 -> 16" in notes[0]
+    assert run.net.global_pool.pool_type == "max"
 
 
 def _rename(root: Path, old: str, new: str) -> Path:

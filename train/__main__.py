@@ -123,8 +123,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"16: dilate the last stage for a 2x finer heatmap{_d('output_stride')}")
     g.add_argument("--global-pool", choices=GLOBAL_POOLS,
                    help="the head's pooling of the last stage (timm's global_pool): avg makes a logit the mean of "
-                        "the cells' logits, so grounded evidence is diluted by the lesion's area; max and avgmax "
-                        f"are not{_d('global_pool')}")
+                        "the cells' logits, so grounded evidence is diluted by the lesion's area; max is not, avgmax "
+                        f"half as much{_d('global_pool')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (her2: yes; mri: no, every mri figure "

@@ -81,7 +81,7 @@ class TrainConfig:
     context_swap: float = 0.0            # share of annotated training images shown in another image's context
     output_stride: int = 32              # 16: the last stage dilated, a 2x finer map (8x8 at 128 px) for 1.2x time
     # The head's pooling of the last stage (timm's global_pool): "avg" (timm's default) makes a logit the mean of
-    # the cells' logits, so a grounded model's evidence is diluted by the lesion's area; "max" and "avgmax" are not.
+    # the cells' logits, so a grounded model's evidence is diluted by the lesion's area; "max" is not, "avgmax" half.
     global_pool: str = "avg"
     seed: int = 0
     workers: int = 0

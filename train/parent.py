@@ -103,6 +103,20 @@ def preprocessing_changes(parent: Classifier, data_config: dict) -> list[str]:
             if norm(parent.data_config.get(key)) != norm(data_config.get(key))]
 
 
+def network_shape(model: torch.nn.Module) -> dict[str, object]:
+    """What of a timm network's build is not in its weights: the head's pooling and the last stage's stride."""
+    pool = getattr(model, "global_pool", None)
+    stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
+    return {"--global-pool": getattr(pool, "pool_type", pool), "--output-stride": stride}
+
+
+def network_changes(parent: Classifier, model: torch.nn.Module) -> list[str]:
+    """What the run builds otherwise than the parent ('--global-pool max -> avg'); empty when it keeps it. The
+    weights load either way, so without this a retrain would silently read them through another network."""
+    old, new = network_shape(parent.model), network_shape(model)
+    return [f"{key} {old[key]} -> {new[key]}" for key in old if old[key] != new[key]]
+
+
 def lineage(parent: Classifier, head_mode: str, head: str) -> dict:
     """The parent as train_config.json and the model card record it (repo, revision, resolved commit)."""
     hub = parent.revision is not None

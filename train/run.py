@@ -139,6 +139,9 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     if run.parent is not None and (changed := parent.preprocessing_changes(run.parent, run.data_config)):
         log(f"note: this run's preprocessing differs from what the weights of {parent.describe(run.parent)} "
             f"were trained on: {'; '.join(changed)}")
+    if run.parent is not None and (changed := parent.network_changes(run.parent, net)):
+        log(f"note: this run builds the network otherwise than {parent.describe(run.parent)} was trained: "
+            f"{'; '.join(changed)}; pass the parent's values to keep them")
     net.pretrained_cfg = trained_pretrained_cfg(net, run.data_config)
     net.to(device)
     net.to(memory_format=engine.memory_format(device, cfg.amp))
