@@ -87,11 +87,10 @@ def report(name: str, f: dict, labels: Sequence[str]) -> str:
 def run(models: Sequence[str], data: str, annotations: str, tta: bool = True, amp: bool = False,
         out: str | None = None) -> dict:
     """Score every model on the annotated images under `data`; print and return the figures."""
-    from bench.paired import probabilities
+    from bench.paired import held_out_images, probabilities
     from hub import from_pretrained
     from hub.annotations import image_size, read_annotations
     from hub.errors import DataError
-    from hub.explain.batch import collect_images
 
     clfs = [from_pretrained(m, device="auto") for m in models]
     labels = clfs[0].labels
@@ -99,13 +98,7 @@ def run(models: Sequence[str], data: str, annotations: str, tta: bool = True, am
         if clf.labels != labels:
             raise DataError(f"{m} answers {', '.join(clf.labels)}, {models[0]} {', '.join(labels)}: compare "
                             "models of the same classes, in the same order")
-    root = Path(data)
-    if not root.is_dir():
-        raise DataError(f"--data {data}: no such folder; give the parent of the class folders ({', '.join(labels)})")
-    items = [i for i in collect_images([root], labels) if i.truth is not None]
-    if not items:
-        raise DataError(f"--data {data}: no image sits in a folder named after one of the classes "
-                         f"({', '.join(labels)}): give the class folders' parent")
+    root, items = held_out_images(data, labels)
     regions = read_annotations(annotations, [i.path for i in items], root)
     kept = [i for i in items if regions.get(i.path) is not None]
     areas = [regions.get(i.path).area_share(image_size(i.path)) for i in kept]

@@ -35,6 +35,22 @@ def probabilities(clf, paths: list[Path], tta: bool, amp: bool) -> np.ndarray:
     return predict(clf.model, batches, clf.device, amp=amp, show=False, tta=tta)[1]
 
 
+def held_out_images(data: str, labels: list[str]) -> tuple[Path, list]:
+    """--data's folder and its images that sit in a folder named after a class (hub.explain.batch items, with
+    their truth); one-line errors for a missing folder or one without such images."""
+    from hub.errors import DataError
+    from hub.explain.batch import collect_images
+
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"--data {data}: no such folder; give the parent of the class folders ({', '.join(labels)})")
+    items = [i for i in collect_images([root], labels) if i.truth is not None]
+    if not items:
+        raise DataError(f"--data {data}: no image sits in a folder named after one of the classes "
+                         f"({', '.join(labels)}): give the class folders' parent")
+    return root, items
+
+
 def groups_of(paths: list[Path], root: Path, pattern: str | None, csv: str | None) -> list[str] | None:
     """The group of each image, or None: both readers refuse an image without a group in one line."""
     from train.splits import groups_from_csv, groups_from_pattern
@@ -50,20 +66,13 @@ def run(model_a: str, model_b: str, data: str, tta: bool = True, amp: bool = Fal
     """Score both models, print the comparison and return its figures."""
     from hub import from_pretrained
     from hub.errors import DataError
-    from hub.explain.batch import collect_images
     from train.metrics import paired_bootstrap
 
     a, b = (from_pretrained(m, device="auto") for m in (model_a, model_b))
     if a.labels != b.labels:
         raise DataError(f"the models answer different classes ({', '.join(a.labels)} against "
                          f"{', '.join(b.labels)}): compare models of the same classes, in the same order")
-    root = Path(data)
-    if not root.is_dir():
-        raise DataError(f"--data {data}: no such folder; give the parent of the class folders ({', '.join(a.labels)})")
-    items = [i for i in collect_images([root], a.labels) if i.truth is not None]
-    if not items:
-        raise DataError(f"--data {data}: no image sits in a folder named after one of the classes "
-                         f"({', '.join(a.labels)}): give the class folders' parent")
+    root, items = held_out_images(data, a.labels)
     paths = [i.path for i in items]
     groups = groups_of(paths, root, pattern, csv)
     started = time.perf_counter()
