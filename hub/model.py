@@ -53,6 +53,11 @@ def model_files(folder: str | Path) -> list[str]:
     return sorted(found)
 
 
+def output_stride(model: torch.nn.Module) -> int:
+    """The last stage's reduction of a timm model (32 undilated, 16 with `output_stride=16`)."""
+    return model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
+
+
 def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | Path,
                       data_config: dict[str, Any], temperature: float | None = None) -> Path:
     """Write weights (safetensors) and timm config.json with label_names and preprocessing to `out`; with a
@@ -68,7 +73,7 @@ def save_model_folder(model: torch.nn.Module, labels: Sequence[str], out: str | 
     # local-dir: loaders pass config.json's model_args to the factory. The head's pooling (train --global-pool)
     # needs nothing here: timm 1.0.31 records the pooling module's current type in model_args itself.
     model_args: dict[str, Any] = {"drop_rate": 0.0}
-    stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
+    stride = output_stride(model)
     if stride != 32:
         model_args["output_stride"] = stride
     model_config: dict[str, Any] = {"label_names": list(labels)}

@@ -15,6 +15,7 @@ import torch
 from hub.classifier import Classifier
 from hub.errors import ModelLoadError, WeightsError
 from hub.loading import from_pretrained
+from hub.model import output_stride
 
 # The preprocessing a model's weights were trained on, as timm's data config names it.
 PREPROCESSING = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
@@ -106,8 +107,7 @@ def preprocessing_changes(parent: Classifier, data_config: dict) -> list[str]:
 def network_shape(model: torch.nn.Module) -> dict[str, object]:
     """What of a timm network's build is not in its weights: the head's pooling and the last stage's stride."""
     pool = getattr(model, "global_pool", None)
-    stride = model.feature_info[-1]["reduction"] if getattr(model, "feature_info", None) else 32
-    return {"--global-pool": getattr(pool, "pool_type", pool), "--output-stride": stride}
+    return {"--global-pool": getattr(pool, "pool_type", pool), "--output-stride": output_stride(model)}
 
 
 def network_changes(parent: Classifier, model: torch.nn.Module) -> list[str]:
