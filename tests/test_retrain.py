@@ -22,11 +22,12 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from train_fixtures import train_quiet
 
 from hub import from_pretrained
-from hub.errors import WeightsError
+from hub.errors import ConfigError, WeightsError
 from hub.images import load_image
+from hub.model import output_stride
 from hub.publish import push
 from train.__main__ import main
-from train.config import build_config
+from train.config import TrainConfig, build_config
 from train.distributed import World
 from train.run import fit, setup
 from train.synthetic import make_dataset
@@ -110,6 +111,32 @@ def test_a_network_built_otherwise_than_the_parent_is_said(published, hub_token,
     notes = [line for line in logs if "builds the network otherwise" in line]
     assert len(notes) == 1 and "--global-pool avg -> max" in notes[0] and "--output-stride 32 -> 16" in notes[0]
     assert run.net.global_pool.pool_type == "max"
+
+
+def test_a_retrain_keeps_the_parents_pooling_and_stride(published, tmp_path):
+    # v1 built as max-pooled and dilated; v2 given no network flags must rebuild exactly that network
+    v1 = train_quiet(published.data, tmp_path / "v1", img_size=32, batch_size=8, epochs=1, seed=1,
+                     global_pool="max", output_stride=16)
+    logs: list[str] = []
+    run = _setup(published.data, tmp_path / "v2", str(v1), logs)
+    assert (run.cfg.global_pool, run.cfg.output_stride) == ("max", 16)  # what train_config.json records
+    assert run.net.global_pool.pool_type == "max" and output_stride(run.net) == 16
+    assert not [line for line in logs if "builds the network otherwise" in line]
+    parent = from_pretrained(v1, device="cpu")
+    x = parent.preprocess(_batch(published.data))
+    with torch.inference_mode():
+        assert torch.equal(run.net.eval()(x), parent.model(x))
+
+
+def test_only_a_model_parent_leaves_the_network_open():
+    kept = build_config("mri", data="d", init="org/repo@v1")
+    assert (kept.img_size, kept.global_pool, kept.output_stride) == (None, None, None)
+    told = build_config("mri", data="d", init="org/repo@v1", global_pool="avgmax", output_stride=32)
+    assert (told.global_pool, told.output_stride) == ("avgmax", 32)
+    weights = build_config("mri", data="d", init="w.safetensors")  # a bare file says nothing about its network
+    assert (weights.global_pool, weights.output_stride) == ("avg", 32)
+    with pytest.raises(ConfigError, match="--global-pool must be one of"):  # None means "the parent's"
+        TrainConfig(data="d", global_pool=None)
 
 
 def _rename(root: Path, old: str, new: str) -> Path:

@@ -120,11 +120,12 @@ def parser() -> argparse.ArgumentParser:
                         "image (its own region blur-filled), keeping their label: the context stops predicting "
                         f"the class{_d('context_swap')}")
     g.add_argument("--output-stride", type=int, choices=(8, 16, 32),
-                   help=f"16: dilate the last stage for a 2x finer heatmap{_d('output_stride')}")
+                   help="16: dilate the last stage for a 2x finer heatmap (with --init MODEL: the parent's)"
+                        f"{_d('output_stride')}")
     g.add_argument("--global-pool", choices=GLOBAL_POOLS,
                    help="the head's pooling of the last stage (timm's global_pool): avg makes a logit the mean of "
                         "the cells' logits, so grounded evidence is diluted by the lesion's area; max is not, avgmax "
-                        f"half as much{_d('global_pool')}")
+                        f"half as much (with --init MODEL: the parent's){_d('global_pool')}")
     g = p.add_argument_group("weights")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from ImageNet weights downloaded through timm (her2: yes; mri: no, every mri figure "

@@ -79,10 +79,11 @@ class TrainConfig:
     guide_weight: float = 1.0
     counterfactual: float = 0.0          # share of annotated training images shown with the region hidden, "no class"
     context_swap: float = 0.0            # share of annotated training images shown in another image's context
-    output_stride: int = 32              # 16: the last stage dilated, a 2x finer map (8x8 at 128 px) for 1.2x time
+    # The network's build that is not in its weights; None (a retrain's default): the --init model's.
+    output_stride: int | None = 32       # 16: the last stage dilated, a 2x finer map (8x8 at 128 px) for 1.2x time
     # The head's pooling of the last stage (timm's global_pool): "avg" (timm's default) makes a logit the mean of
     # the cells' logits, so a grounded model's evidence is diluted by the lesion's area; "max" is not, "avgmax" half.
-    global_pool: str = "avg"
+    global_pool: str | None = "avg"
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -198,9 +199,10 @@ class TrainConfig:
         return None
 
     def _annotation_problems(self):
-        if self.output_stride not in (8, 16, 32):
+        inherits = self.init_is_model  # None: the parent's, which only a retrain has
+        if self.output_stride not in (8, 16, 32) and not (inherits and self.output_stride is None):
             yield f"--output-stride must be 8, 16 or 32 (got {self.output_stride})"
-        if self.global_pool not in GLOBAL_POOLS:
+        if self.global_pool not in GLOBAL_POOLS and not (inherits and self.global_pool is None):
             yield f"--global-pool must be one of {', '.join(GLOBAL_POOLS)} (got {self.global_pool!r})"
         if not 0.0 <= self.counterfactual < 1.0:
             yield f"--counterfactual must be in [0, 1) (got {self.counterfactual})"
@@ -311,6 +313,7 @@ def build_config(recipe: str = "her2", **overrides: Any) -> TrainConfig:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
     given = {k: v for k, v in overrides.items() if v is not None}
     values = {**RECIPES[recipe], **given}
-    if "img_size" not in given and "init" in given and not is_weights_file(given["init"]):
-        values["img_size"] = None  # a retrain keeps its parent's input size unless --img-size says otherwise
+    if "init" in given and not is_weights_file(given["init"]):
+        # a retrain keeps its parent's input size and network build unless a flag says otherwise
+        values.update({k: None for k in ("img_size", "output_stride", "global_pool") if k not in given})
     return TrainConfig(recipe=recipe, **values)

@@ -8,6 +8,7 @@ raised before the output folder is touched.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -108,6 +109,14 @@ def network_shape(model: torch.nn.Module) -> dict[str, object]:
     """What of a timm network's build is not in its weights: the head's pooling and the last stage's stride."""
     pool = getattr(model, "global_pool", None)
     return {"--global-pool": getattr(pool, "pool_type", pool), "--output-stride": output_stride(model)}
+
+
+def keep_network(cfg, parent: Classifier):
+    """`cfg` with the parent's pooling and stride where it leaves them open (None: no flag given on a retrain),
+    so v2 reads its weights through the network v1 was trained as."""
+    shape = network_shape(parent.model)
+    kept = {"global_pool": shape["--global-pool"], "output_stride": shape["--output-stride"]}
+    return dataclasses.replace(cfg, **{k: v for k, v in kept.items() if getattr(cfg, k) is None})
 
 
 def network_changes(parent: Classifier, model: torch.nn.Module) -> list[str]:

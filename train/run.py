@@ -110,6 +110,8 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
     run = Run(cfg, Path(cfg.out), world, log, progress)
     # Before --out is created: a parent that cannot be had or does not fit leaves nothing behind.
     run.parent = parent.load_parent(cfg.init, cfg.arch) if cfg.init_is_model else None
+    if run.parent is not None:  # from here on, and in train_config.json, the pooling and stride actually built
+        run.cfg = cfg = parent.keep_network(cfg, run.parent)
     # Annotations are read (and refused) before --out is touched; the test ones are only used at the end.
     run.regions = read_regions(cfg)
     run.carried_temperature = carried_temperature(cfg)
@@ -141,7 +143,7 @@ def setup(cfg: TrainConfig, world: distributed.World, log: Callable[[str], None]
             f"were trained on: {'; '.join(changed)}")
     if run.parent is not None and (changed := parent.network_changes(run.parent, net)):
         log(f"note: this run builds the network otherwise than {parent.describe(run.parent)} was trained: "
-            f"{'; '.join(changed)}; pass the parent's values to keep them")
+            f"{'; '.join(changed)} (as asked; leave the flags out to keep the parent's)")
     net.pretrained_cfg = trained_pretrained_cfg(net, run.data_config)
     net.to(device)
     net.to(memory_format=engine.memory_format(device, cfg.amp))
