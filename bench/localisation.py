@@ -11,6 +11,8 @@ regions), the check's floor: what the lesion's place and size alone give (hub/ex
 - Grad-CAM at layer3 against layer4 (the default), each with its own grid's random baseline: does an earlier
   stage (8 x 8 cells at 128 px against layer4's 4 x 4; the same 8 x 8 on a model whose layer4 is dilated to
   output stride 16) land on the lesion more often?
+- with --centred: Grad-CAM of the centred logit (the target logit less the mean of all the logits, the part the
+  softmax reads) beside Grad-CAM of the logit, on the same images (docs/lesion-mri.md: not adopted);
 - with --dtype-check N: Score-CAM's masked passes in bf16 (the default where the CPU runs it natively) against
   fp32 on the first N images: how often the hit and how much the energy change.
 Annotations are read for every image under --data (the reader refuses boxes without an image), then limited.
@@ -18,15 +20,30 @@ Annotations are read for every image under --data (the reader refuses boxes with
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
 import numpy as np
 
 
+def centred_head(model):
+    """A copy of `model` whose head rows are each less the rows' mean (bias likewise). A shift shared by every
+    logit cancels in the softmax, so the copy's probabilities are the model's, and its logits are the model's
+    centred ones: Grad-CAM of its target logit is Grad-CAM of the part of the logit that tells classes apart."""
+    import torch
+
+    twin = copy.deepcopy(model)
+    head = twin.get_classifier()
+    with torch.no_grad():
+        head.weight -= head.weight.mean(dim=0, keepdim=True)
+        head.bias -= head.bias.mean()
+    return twin
+
+
 def run(model_dir: str, data: str, annotations: str, limit: int | None, max_channels: int, tolerance: float,
         dtype_check: int, seed: int = 0, reference: tuple[str, str] | None = None, mirror: bool = True,
-        fills: tuple[str, ...] = ()) -> None:
+        fills: tuple[str, ...] = (), centred: bool = False) -> None:
     """Measure and print the report, the layer comparison and (optionally) the bf16 check."""
     import torch
 
@@ -48,10 +65,10 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
 
     fills = tuple(fills) or (SCORECAM_FILL,)
 
-    def measured(**options):
+    def measured(model=clf.model, **options):
         wall, cpu = time.perf_counter(), time.process_time()
         options = {"scorecam_fill": fills[0], **options}
-        rows = lesion_rows(clf.model, chosen, found, tolerance=tolerance, max_channels=max_channels, seed=seed,
+        rows = lesion_rows(model, chosen, found, tolerance=tolerance, max_channels=max_channels, seed=seed,
                            transform=clf.transform, **options)
         return rows, (time.perf_counter() - wall) / len(chosen), (time.process_time() - cpu) / len(chosen)
 
@@ -73,6 +90,12 @@ def run(model_dir: str, data: str, annotations: str, limit: int | None, max_chan
         print(f"  {name} ({cells} cells): Grad-CAM {interval_text(g['pointing_game'])}, "
               f"ratio {g['ratio']['mean']:.2f}; random on its grid {b['pointing_game']['mean']:.3f}, "
               f"ratio {b['ratio']['mean']:.2f}")
+    if centred:
+        twin = summarise(measured(centred_head(clf.model), methods=("gradcam",))[0], 0, tolerance)
+        print(f"Grad-CAM target, on the same {len(chosen)} images (pointing game, energy / area):")
+        for name, r in (("the logit", report), ("the centred logit", twin)):
+            g = r["methods"]["gradcam"]
+            print(f"  {name:17s} {interval_text(g['pointing_game'])}, ratio {interval_text(g['ratio'])}")
     if len(fills) > 1:
         print(f"Score-CAM fill (what a mask removes becomes), on the same {len(chosen)} images:")
         for fill in fills:
@@ -117,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scorecam-fill", nargs="+", choices=IMPUTATIONS, default=[SCORECAM_FILL], metavar="FILL",
                    help=f"what a Score-CAM mask removes becomes ({', '.join(IMPUTATIONS)}); the first is the report's, "
                         "each further one adds a Score-CAM row on the same images")
+    p.add_argument("--centred", action="store_true",
+                   help="also Grad-CAM of the centred logit (the target logit less the mean of all the logits)")
     p.add_argument("--no-mirror", dest="mirror", action="store_false",
                    help="the model was trained without horizontal flips: left and right are different places")
     a = p.parse_args(argv)
@@ -126,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--reference-data and --reference-annotations go together: the training images and their regions")
     reference = (a.reference_data, a.reference_annotations) if a.reference_data else None
     run(a.model, a.data, a.annotations, a.limit, a.max_channels, a.tolerance, a.dtype_check, reference=reference,
-        mirror=a.mirror, fills=tuple(dict.fromkeys(a.scorecam_fill)))
+        mirror=a.mirror, fills=tuple(dict.fromkeys(a.scorecam_fill)), centred=a.centred)
 
 
 if __name__ == "__main__":

@@ -333,6 +333,21 @@ def test_lesion_report_on_a_trained_model_beats_the_centre(trained_synthetic, an
     print(table)
 
 
+def test_a_centred_head_keeps_the_softmax_and_centres_the_logits(trained_synthetic):
+    from bench.localisation import centred_head
+    from hub.model import load_local
+
+    model = load_local(trained_synthetic.model_dir)
+    twin = centred_head(model)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        logits, centred = model(x), twin(x)
+    assert torch.allclose(centred, logits - logits.mean(dim=1, keepdim=True), atol=1e-4)
+    assert torch.allclose(centred.softmax(1), logits.softmax(1), atol=1e-5)
+    assert not torch.allclose(centred, logits, atol=1e-2)      # the model's own logits were not centred
+    assert torch.equal(model.get_classifier().weight, load_local(trained_synthetic.model_dir).get_classifier().weight)
+
+
 def test_the_bench_prints_the_table_with_the_place_floor(trained_synthetic, capsys):
     """bench.localisation reproduces the card's table, the floor included, from the training images' regions."""
     from bench.localisation import main
@@ -341,12 +356,13 @@ def test_the_bench_prints_the_table_with_the_place_floor(trained_synthetic, caps
     # the synthetic sets carry a YOLO file beside each image: the image folder is its own annotation folder
     main(["--model", str(trained_synthetic.model_dir), "--data", str(data / "test"), "--annotations",
           str(data / "test"), "--limit", "6", "--max-channels", "4", "--reference-data", str(data / "train"),
-          "--reference-annotations", str(data / "train"), "--scorecam-fill", "constant", "blur"])
+          "--reference-annotations", str(data / "train"), "--scorecam-fill", "constant", "blur", "--centred"])
     out = capsys.readouterr().out
     assert "6 of 60 annotated images" in out and "shortcut check, accuracy: as is" in out
     assert "Score-CAM fill (what a mask removes becomes), on the same 6 images:" in out
     assert "  constant pointing " in out and "  blur     pointing " in out
     assert "place and size alone (15 nearest of 180 training regions)" in out
+    assert "Grad-CAM target, on the same 6 images" in out and "  the centred logit " in out
     with pytest.raises(SystemExit):
         main(["--model", "m", "--data", "d", "--annotations", "a", "--reference-data", "r"])
     assert "--reference-data and --reference-annotations go together" in capsys.readouterr().err
