@@ -17,6 +17,7 @@ from hub.classifier import Classifier
 from hub.errors import ModelLoadError, WeightsError
 from hub.loading import from_pretrained
 from hub.model import output_stride
+from train.config import TrainConfig
 
 # The preprocessing a model's weights were trained on, as timm's data config names it.
 PREPROCESSING = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
@@ -111,7 +112,7 @@ def network_shape(model: torch.nn.Module) -> dict[str, object]:
     return {"--global-pool": getattr(pool, "pool_type", pool), "--output-stride": output_stride(model)}
 
 
-def keep_network(cfg, parent: Classifier):
+def keep_network(cfg: TrainConfig, parent: Classifier) -> TrainConfig:
     """`cfg` with the parent's pooling and stride where it leaves them open (None: no flag given on a retrain),
     so v2 reads its weights through the network v1 was trained as."""
     shape = network_shape(parent.model)
